@@ -1,0 +1,131 @@
+"""Iterative lookups with a sliding window of α queries in flight (DESIGN.md §5).
+
+Unlike lock-step rounds, a new query leaves the moment any query returns, so one
+slow peer delays one slot, not the whole round. The lookup ends when the k
+closest contacts seen so far have all answered (or failed and been replaced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from ..identity import PeerId
+from .records import Record
+from .routing import Contact
+
+
+@dataclass
+class QueryReply:
+    contacts: list[Contact]
+    records: list[Record] = field(default_factory=list)
+
+
+#: Asks one contact about the target; raises on failure or timeout.
+QueryFn = Callable[[Contact], Awaitable[QueryReply]]
+
+
+@dataclass
+class LookupResult:
+    closest: list[Contact]  # the k closest that answered, nearest first
+    records: list[Record]
+    hops: int  # depth at which the nearest answering contact was learned
+    queries: int
+    failures: int
+    elapsed: float
+
+
+@dataclass
+class _Candidate:
+    contact: Contact
+    depth: int
+    state: str = "new"  # new | waiting | answered | failed
+
+
+async def iterative_lookup(
+    target: bytes,
+    seeds: list[Contact],
+    query: QueryFn,
+    *,
+    k: int = 20,
+    alpha: int = 3,
+    own_id: PeerId | None = None,
+    stop_when: Callable[[list[Record]], bool] | None = None,
+) -> LookupResult:
+    started = trio.current_time()
+    target_int = int.from_bytes(target, "big")
+    candidates: dict[PeerId, _Candidate] = {}
+    records: dict[tuple[bytes, bytes], Record] = {}
+    queries = failures = 0
+
+    def dist(c: _Candidate) -> int:
+        return c.contact.peer_id.as_int ^ target_int
+
+    def learn(contact: Contact, depth: int) -> None:
+        if contact.peer_id == own_id or contact.peer_id in candidates:
+            return
+        candidates[contact.peer_id] = _Candidate(contact, depth)
+
+    def frontier() -> list[_Candidate]:
+        alive = [c for c in candidates.values() if c.state != "failed"]
+        alive.sort(key=dist)
+        return alive[:k]
+
+    for seed in seeds:
+        learn(seed, 0)
+
+    send, receive = trio.open_memory_channel[tuple[_Candidate, QueryReply | None]](alpha * 2)
+
+    async def ask(cand: _Candidate) -> None:
+        try:
+            reply: QueryReply | None = await query(cand.contact)
+        except Exception:
+            reply = None
+        await send.send((cand, reply))
+
+    done = False
+    async with trio.open_nursery() as nursery:
+        in_flight = 0
+        while True:
+            front = frontier()
+            for cand in front:
+                if in_flight >= alpha:
+                    break
+                if cand.state == "new":
+                    cand.state = "waiting"
+                    in_flight += 1
+                    queries += 1
+                    nursery.start_soon(ask, cand)
+            if in_flight == 0:
+                break  # every one of the k closest has answered
+            cand, reply = await receive.receive()
+            in_flight -= 1
+            if reply is None:
+                cand.state = "failed"
+                failures += 1
+                continue
+            cand.state = "answered"
+            for contact in reply.contacts:
+                learn(contact, cand.depth + 1)
+            for record in reply.records:
+                slot = (record.key, record.publisher)
+                if slot not in records or records[slot].seq < record.seq:
+                    records[slot] = record
+            if stop_when is not None and stop_when(list(records.values())):
+                done = True
+                break
+        if done:
+            nursery.cancel_scope.cancel()
+
+    answered = [c for c in frontier() if c.state == "answered"]
+    hops = answered[0].depth if answered else 0
+    return LookupResult(
+        closest=[c.contact for c in answered],
+        records=list(records.values()),
+        hops=hops,
+        queries=queries,
+        failures=failures,
+        elapsed=trio.current_time() - started,
+    )

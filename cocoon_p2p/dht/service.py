@@ -1,0 +1,316 @@
+"""The DHT as a service on a Host: RPC handlers, lookups, publishing, upkeep.
+
+RPC methods (docs/PROTOCOL.md §5): ``dht.ping``, ``dht.find_node``,
+``dht.find_value``, ``dht.store``. Every request carries the caller's listening
+port; its address is the connection's observed host with that port, and its id is
+the Noise-authenticated one — never taken from the message body.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..errors import CocoonError, RemoteError
+from ..identity import Identity, PeerId
+from ..net import WallClock, join_address, split_address
+from ..rpc import CallContext, Host
+from ..wire.codec import BYTES32, Field, Schema
+from .lookup import LookupResult, QueryReply, iterative_lookup
+from .records import (
+    PEER_RECORD,
+    Record,
+    RecordRejected,
+    RecordValidator,
+    peer_record_addresses,
+    peer_record_value,
+    sign_record,
+)
+from .routing import Contact, RoutingTable
+from .store import RecordStore
+
+log = logging.getLogger(__name__)
+
+_HEADER = {"port": Field(int, min_value=0, max_value=65535, optional=True)}
+_FIND = Schema("find", target=BYTES32, **_HEADER)
+_STORE = Schema("store", record=Field(dict), **_HEADER)
+_CONTACT = Schema("contact", id=BYTES32, addr=Field(str, max_len=64))
+_REPLY = Schema("find_reply", nodes=Field(list, max_len=64), records=Field(list, max_len=256, optional=True))
+
+
+@dataclass
+class DhtConfig:
+    k: int = 20
+    alpha: int = 3
+    query_timeout: float = 3.0
+    refresh_interval: float = 600.0
+    republish_margin: float = 3600.0
+    record_ttl: int = 24 * 3600
+    per_subnet: int | None = 2
+
+
+class Dht:
+    def __init__(
+        self,
+        host: Host,
+        clock: WallClock,
+        *,
+        config: DhtConfig | None = None,
+        rng: random.Random | None = None,
+        advertise: str | None = None,
+    ) -> None:
+        self.host = host
+        self.identity: Identity = host.identity
+        self.clock = clock
+        self.config = config or DhtConfig()
+        self.rng = rng or random.Random()
+        self.advertise = advertise
+        self.table = RoutingTable(host.peer_id, k=self.config.k, per_subnet=self.config.per_subnet)
+        self.store = RecordStore()
+        self.validator = RecordValidator(max_size=host.limits.max_record)
+        self.published: dict[tuple[str, bytes], Record] = {}
+        self.rpcs_sent = 0
+        self._nursery: trio.Nursery | None = None
+        router = host.router
+        router.unary("dht.ping", self._on_ping)
+        router.unary("dht.find_node", self._on_find_node)
+        router.unary("dht.find_value", self._on_find_value)
+        router.unary("dht.store", self._on_store)
+
+    # --- background upkeep -------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._refresh_loop)
+            nursery.start_soon(self._republish_loop)
+            task_status.started()
+
+    @property
+    def my_address(self) -> str:
+        return self.advertise or self.host.listen_address or ""
+
+    def _header(self) -> dict[str, Any]:
+        _, port = split_address(self.my_address)
+        return {"port": port}
+
+    # --- inbound RPCs ------------------------------------------------------
+    def _observe(self, ctx: CallContext, params: dict[str, Any]) -> None:
+        port = params.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port <= 65535:
+            return  # a client-only peer that does not listen is not routable
+        host, _ = split_address(ctx.remote_address)
+        self._saw(Contact(ctx.peer_id, join_address(host, port)))
+
+    def _saw(self, contact: Contact) -> None:
+        lrs = self.table.add(contact, trio.current_time())
+        if lrs is not None and self._nursery is not None:
+            self._nursery.start_soon(self._ping_before_evict, lrs)
+
+    async def _ping_before_evict(self, oldest: Contact) -> None:
+        if await self.ping(oldest):
+            self.table.add(oldest, trio.current_time())
+        else:
+            self.table.remove(oldest.peer_id, trio.current_time())
+
+    async def _on_ping(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._observe(ctx, params)
+        return {}
+
+    async def _on_find_node(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+        req = _FIND.validate(params)
+        self._observe(ctx, req)
+        return {"nodes": self._nodes_near(req["target"], ctx.peer_id)}
+
+    async def _on_find_value(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+        req = _FIND.validate(params)
+        self._observe(ctx, req)
+        records = self.store.get(req["target"], self.clock.now())
+        return {"nodes": self._nodes_near(req["target"], ctx.peer_id), "records": [r.to_wire() for r in records]}
+
+    async def _on_store(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
+        req = _STORE.validate(params)
+        self._observe(ctx, req)
+        try:
+            record = Record.from_wire(req["record"])
+            self.accept_record(record)
+        except RecordRejected as exc:
+            raise RemoteError("record_rejected", str(exc)) from None
+        return {}
+
+    def _nodes_near(self, target: bytes, requester: PeerId) -> list[dict[str, Any]]:
+        return [{"id": c.peer_id.raw, "addr": c.address} for c in self.table.closest(target, exclude=requester)]
+
+    def accept_record(self, record: Record) -> bool:
+        now = self.clock.now()
+        self.validator.validate(record, now)
+        return self.store.put(record, now)
+
+    # --- outbound RPCs -----------------------------------------------------
+    async def _call(self, contact: Contact, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.rpcs_sent += 1
+        with trio.fail_after(self.config.query_timeout):
+            conn = await self.host.connect(contact.address, expected=contact.peer_id)
+            return await conn.call(method, {**params, **self._header()})
+
+    async def ping(self, contact: Contact) -> bool:
+        try:
+            await self._call(contact, "dht.ping", {})
+        except (CocoonError, trio.TooSlowError, OSError):
+            return False
+        return True
+
+    def _parse_contacts(self, reply: dict[str, Any]) -> list[Contact]:
+        contacts = []
+        for item in _REPLY.validate(reply)["nodes"]:
+            node = _CONTACT.validate(item)
+            contacts.append(Contact(PeerId(node["id"]), node["addr"]))
+        return contacts
+
+    async def _query(self, contact: Contact, method: str, target: bytes) -> QueryReply:
+        try:
+            reply = await self._call(contact, method, {"target": target})
+            contacts = self._parse_contacts(reply)
+        except BaseException as exc:
+            if isinstance(exc, (CocoonError, trio.TooSlowError, OSError)):
+                self.table.record_failure(contact.peer_id, trio.current_time())
+            raise
+        self._saw(Contact(contact.peer_id, contact.address))
+        records = []
+        now = self.clock.now()
+        for raw in reply.get("records") or []:
+            try:
+                record = Record.from_wire(raw)
+                if record.key == target:
+                    self.validator.validate(record, now)
+                    records.append(record)
+            except CocoonError:
+                continue  # a bad record from one peer must not spoil the lookup
+        return QueryReply(contacts, records)
+
+    async def lookup_nodes(self, target: bytes) -> LookupResult:
+        async def query(contact: Contact) -> QueryReply:
+            return await self._query(contact, "dht.find_node", target)
+
+        seeds = self.table.closest(target)
+        return await iterative_lookup(
+            target, seeds, query, k=self.config.k, alpha=self.config.alpha, own_id=self.host.peer_id
+        )
+
+    async def get_records(self, key: bytes, *, enough: int | None = None) -> LookupResult:
+        """Records under ``key`` from the network (and our own store), newest per publisher."""
+
+        async def query(contact: Contact) -> QueryReply:
+            return await self._query(contact, "dht.find_value", key)
+
+        stop = (lambda recs: len(recs) >= enough) if enough else None
+        result = await iterative_lookup(
+            key,
+            self.table.closest(key),
+            query,
+            k=self.config.k,
+            alpha=self.config.alpha,
+            own_id=self.host.peer_id,
+            stop_when=stop,
+        )
+        merged = {(r.key, r.publisher): r for r in result.records}
+        for local in self.store.get(key, self.clock.now()):
+            slot = (local.key, local.publisher)
+            if slot not in merged or merged[slot].seq < local.seq:
+                merged[slot] = local
+        result.records = list(merged.values())
+        return result
+
+    async def put_record(self, record: Record) -> int:
+        """Store ``record`` on the k closest peers to its key; returns how many accepted it."""
+        self.accept_record(record)
+        self.published[(record.type, record.key)] = record
+        lookup = await self.lookup_nodes(record.key)
+        accepted = 0
+
+        async def store_on(contact: Contact) -> None:
+            nonlocal accepted
+            try:
+                await self._call(contact, "dht.store", {"record": record.to_wire()})
+                accepted += 1
+            except (CocoonError, trio.TooSlowError, OSError) as exc:
+                log.debug("store on %s failed: %s", contact.peer_id.short, exc)
+
+        async with trio.open_nursery() as nursery:
+            for contact in lookup.closest:
+                nursery.start_soon(store_on, contact)
+        return accepted
+
+    async def publish(self, type_: str, key: bytes, value: bytes) -> int:
+        """Sign and store our own record; it is re-signed and republished before it expires."""
+        now = self.clock.now()
+        previous = self.published.get((type_, key))
+        seq = max(int(now * 1000), previous.seq + 1 if previous else 0)
+        record = sign_record(self.identity, type_, key, value, seq=seq, expires=int(now) + self.config.record_ttl)
+        return await self.put_record(record)
+
+    async def unpublish(self, type_: str, key: bytes) -> None:
+        """Stop republishing; the record lapses at its expiry."""
+        self.published.pop((type_, key), None)
+
+    async def publish_self(self) -> int:
+        return await self.publish(PEER_RECORD, self.host.peer_id.raw, peer_record_value([self.my_address]))
+
+    async def find_peer(self, peer_id: PeerId) -> list[str]:
+        known = self.table.get(peer_id)
+        if known is not None:
+            return [known.address]
+        result = await self.get_records(peer_id.raw, enough=1)
+        for record in result.records:
+            if record.publisher_id == peer_id:
+                return peer_record_addresses(record)
+        return [c.address for c in result.closest if c.peer_id == peer_id]
+
+    # --- joining and upkeep ------------------------------------------------
+    async def bootstrap(self, entries: list[tuple[PeerId | None, str]]) -> int:
+        """Contact bootstrap entries, then look up our own id; returns contacts known."""
+
+        async def contact(expected: PeerId | None, address: str) -> None:
+            try:
+                with trio.fail_after(self.config.query_timeout):
+                    conn = await self.host.connect(address, expected=expected)
+                    await conn.call("dht.ping", self._header())
+                self._saw(Contact(conn.peer_id, address))
+            except (CocoonError, trio.TooSlowError, OSError) as exc:
+                log.info("bootstrap peer %s unreachable: %s", address, exc)
+
+        async with trio.open_nursery() as nursery:
+            for expected, address in entries:
+                nursery.start_soon(contact, expected, address)
+        if len(self.table):
+            await self.lookup_nodes(self.host.peer_id.raw)
+        return len(self.table)
+
+    async def refresh_stale_buckets(self) -> None:
+        now = trio.current_time()
+        for index in self.table.stale_buckets(now, self.config.refresh_interval):
+            await self.lookup_nodes(self._random_id_in_bucket(index))
+            self.table.buckets[index].last_changed = trio.current_time()
+
+    def _random_id_in_bucket(self, index: int) -> bytes:
+        own = self.host.peer_id.as_int
+        offset = (1 << index) | self.rng.getrandbits(index) if index else 1
+        return (own ^ offset).to_bytes(32, "big")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.refresh_interval / 2)
+            await self.refresh_stale_buckets()
+            self.store.expire(self.clock.now())
+
+    async def _republish_loop(self) -> None:
+        while True:
+            await trio.sleep(min(self.config.republish_margin / 2, 600.0))
+            now = self.clock.now()
+            for (type_, key), record in list(self.published.items()):
+                if record.expires - now < self.config.republish_margin:
+                    log.debug("republishing %s record under %s", type_, key.hex()[:12])
+                    await self.publish(type_, key, record.value)

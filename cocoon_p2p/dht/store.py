@@ -1,0 +1,84 @@
+"""Bounded storage of validated records, keyed by (key, publisher)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .records import Record, RecordRejected
+
+
+class RecordStore:
+    """Keeps at most ``per_key`` publishers per key and ``total`` records in all.
+
+    When full, the record closest to expiry is evicted first: it is the one the
+    network will lose soonest anyway.
+    """
+
+    def __init__(self, *, per_key: int = 64, total: int = 50_000) -> None:
+        self.per_key = per_key
+        self.total = total
+        self._by_key: dict[bytes, dict[bytes, Record]] = defaultdict(dict)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def put(self, record: Record, now: float) -> bool:
+        """Store a validated record; False when an equal or newer one is already held."""
+        slot = self._by_key[record.key]
+        current = slot.get(record.publisher)
+        if current is not None:
+            if record.seq < current.seq:
+                raise RecordRejected(f"stale sequence number {record.seq} < {current.seq}")
+            if record.seq == current.seq:
+                return False
+            slot[record.publisher] = record
+            return True
+        if len(slot) >= self.per_key:
+            self._evict_from(slot, now)
+        if self._count >= self.total:
+            self._evict_global(now)
+        slot[record.publisher] = record
+        self._count += 1
+        return True
+
+    def get(self, key: bytes, now: float) -> list[Record]:
+        slot = self._by_key.get(key)
+        if not slot:
+            return []
+        return [r for r in slot.values() if r.expires > now]
+
+    def latest_seq(self, key: bytes, publisher: bytes) -> int | None:
+        slot = self._by_key.get(key)
+        record = slot.get(publisher) if slot else None
+        return record.seq if record else None
+
+    def expire(self, now: float) -> int:
+        dropped = 0
+        for key in list(self._by_key):
+            slot = self._by_key[key]
+            for publisher in [p for p, r in slot.items() if r.expires <= now]:
+                del slot[publisher]
+                dropped += 1
+            if not slot:
+                del self._by_key[key]
+        self._count -= dropped
+        return dropped
+
+    def _evict_from(self, slot: dict[bytes, Record], now: float) -> None:
+        victim = min(slot, key=lambda p: slot[p].expires)
+        del slot[victim]
+        self._count -= 1
+
+    def _evict_global(self, now: float) -> None:
+        self.expire(now)
+        if self._count < self.total:
+            return
+        key, publisher = min(
+            ((k, p) for k, slot in self._by_key.items() for p in slot),
+            key=lambda kp: self._by_key[kp[0]][kp[1]].expires,
+        )
+        del self._by_key[key][publisher]
+        if not self._by_key[key]:
+            del self._by_key[key]
+        self._count -= 1

@@ -1,0 +1,305 @@
+"""One secure connection multiplexing many calls and streams (docs/PROTOCOL.md §4).
+
+Envelope types: ``req``/``res``/``err`` for unary calls, ``sopen``/``sdata``/
+``send``/``credit`` for streams, ``cancel`` from the caller to stop a handler.
+The dialer numbers its calls with odd ids and the listener with even ids, so both
+sides can call each other over the same connection without collisions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ..errors import CodecError, ConnectionClosed, ProtocolError, RemoteError
+from ..wire import codec
+from ..wire.codec import Field, Schema
+from ..wire.limits import DEFAULT_LIMITS, Limits
+from ..wire.secure import SecureChannel
+from .ratelimit import TokenBucket
+from .router import CallContext, Router
+from .stream import Stream
+
+log = logging.getLogger(__name__)
+
+_ID = Field(int, min_value=1, max_value=(1 << 63) - 1)
+_METHOD = Field(str, max_len=128)
+_ENVELOPE = Schema("envelope", t=Field(str, max_len=16), id=_ID)
+_REQ = Schema("req", m=_METHOD, p=Field(dict))
+_RES = Schema("res", r=Field(dict))
+_ERR = Schema("err", c=Field(str, max_len=64), e=Field(str, max_len=4096, optional=True))
+_DATA = Schema("sdata", d=Field(dict))
+_CREDIT = Schema("credit", n=Field(int, min_value=1, max_value=1 << 20))
+
+#: Observes every decoded message: (direction "in"/"out", connection, message).
+Tap = Callable[[str, "Connection", dict[str, Any]], None]
+
+
+class Connection:
+    def __init__(
+        self,
+        channel: SecureChannel,
+        router: Router,
+        *,
+        outbound: bool,
+        remote_address: str,
+        limits: Limits = DEFAULT_LIMITS,
+        taps: list[Tap] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.router = router
+        self.outbound = outbound
+        self.remote_address = remote_address
+        self.peer_id = channel.remote_peer_id
+        self.limits = limits
+        self._taps = taps if taps is not None else []
+        self._next_id = 1 if outbound else 2
+        self._pending: dict[int, trio.MemorySendChannel[Any]] = {}
+        self._streams: dict[int, Stream] = {}
+        self._handlers: dict[int, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._closed = trio.Event()
+        self.close_reason: BaseException | None = None
+        # Callers beyond the remote's stream limit queue here instead of being refused.
+        self._slots = trio.Semaphore(limits.max_streams)
+        self._bucket = TokenBucket(limits.requests_per_second, limits.request_burst)
+        self.last_activity = trio.current_time()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.is_set()
+
+    # --- lifecycle -----------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read and dispatch until the connection ends; owns the handler tasks."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._idle_watchdog)
+                task_status.started()
+                await self._read_loop()
+                nursery.cancel_scope.cancel()
+        except ProtocolError as exc:
+            self.close_reason = exc
+            log.info("closing connection to %s (%s): %s [%s]", self.peer_id.short, self.remote_address, exc, exc.code)
+        finally:
+            self._shutdown(self.close_reason or ConnectionClosed("connection closed"))
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.channel.stream)
+
+    async def aclose(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        await trio.aclose_forcefully(self.channel.stream)
+        self._shutdown(ConnectionClosed("connection closed locally"))
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def _shutdown(self, reason: BaseException) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        err = reason if isinstance(reason, ConnectionClosed) else ConnectionClosed(str(reason))
+        for send in self._pending.values():
+            send.send_nowait(err)
+        self._pending.clear()
+        for stream in self._streams.values():
+            stream._fail(err)
+        self._streams.clear()
+
+    async def _idle_watchdog(self) -> None:
+        idle = self.limits.idle_timeout
+        while True:
+            await trio.sleep(idle / 4)
+            quiet = trio.current_time() - self.last_activity
+            if quiet >= idle and not self._pending and not self._streams and not self._handlers:
+                log.debug("closing idle connection to %s", self.peer_id.short)
+                await trio.aclose_forcefully(self.channel.stream)
+                return
+
+    # --- sending -------------------------------------------------------------
+    async def _send(self, msg: dict[str, Any]) -> None:
+        if self._closed.is_set():
+            raise ConnectionClosed("connection is closed")
+        for tap in self._taps:
+            tap("out", self, msg)
+        try:
+            await self.channel.send_message(codec.pack(msg))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._shutdown(ConnectionClosed(str(exc) or "connection lost"))
+            raise ConnectionClosed("connection lost while sending") from None
+        self.last_activity = trio.current_time()
+
+    def _send_soon(self, msg: dict[str, Any]) -> None:
+        """Fire-and-forget send, for cancellations that must not block the caller."""
+        if self._nursery is not None and not self._closed.is_set():
+            self._nursery.start_soon(self._send_quietly, msg)
+
+    async def _send_quietly(self, msg: dict[str, Any]) -> None:
+        try:
+            await self._send(msg)
+        except ConnectionClosed:
+            pass
+
+    def _allocate_id(self) -> int:
+        call_id = self._next_id
+        self._next_id += 2
+        return call_id
+
+    # --- calling -------------------------------------------------------------
+    async def call(self, method: str, params: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        with trio.fail_after(timeout) if timeout is not None else trio.CancelScope():
+            async with self._slots:
+                return await self._call(method, params)
+
+    async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        call_id = self._allocate_id()
+        send, receive = trio.open_memory_channel[Any](1)
+        self._pending[call_id] = send
+        done = False
+        try:
+            await self._send({"t": "req", "id": call_id, "m": method, "p": params})
+            outcome = await receive.receive()
+            done = True
+        finally:
+            self._pending.pop(call_id, None)
+            if not done:
+                self._send_soon({"t": "cancel", "id": call_id})
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    @asynccontextmanager
+    async def open_stream(self, method: str, params: dict[str, Any]) -> AsyncIterator[Stream]:
+        async with self._slots:
+            async with self._open_stream(method, params) as stream:
+                yield stream
+
+    @asynccontextmanager
+    async def _open_stream(self, method: str, params: dict[str, Any]) -> AsyncIterator[Stream]:
+        call_id = self._allocate_id()
+        stream = Stream(self, call_id, self.limits.stream_window)
+        self._streams[call_id] = stream
+        finished = False
+        try:
+            await self._send({"t": "sopen", "id": call_id, "m": method, "p": params})
+            yield stream
+            finished = stream._remote_ended
+        finally:
+            self._streams.pop(call_id, None)
+            if not finished:
+                self._send_soon({"t": "cancel", "id": call_id})
+
+    # --- receiving -----------------------------------------------------------
+    async def _read_loop(self) -> None:
+        max_message = self.limits.max_message
+        while True:
+            try:
+                raw = await self.channel.receive_message()
+            except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            self.last_activity = trio.current_time()
+            msg = codec.unpack_map(raw, max_size=max_message)
+            for tap in self._taps:
+                tap("in", self, msg)
+            self._dispatch(msg)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        env = _ENVELOPE.validate(msg)
+        kind, call_id = env["t"], env["id"]
+        mine = (call_id % 2 == 1) == self.outbound
+        if kind in ("req", "sopen"):
+            if mine:
+                raise ProtocolError("peer opened a call with an id from our half of the id space")
+            self._start_handler(kind, call_id, _REQ.validate(msg))
+        elif kind == "cancel":
+            scope = self._handlers.get(call_id)
+            if scope is not None:
+                scope.cancel()
+        elif kind in ("res", "err"):
+            self._deliver_result(kind, call_id, msg)
+        elif kind in ("sdata", "send", "credit"):
+            self._stream_event(kind, call_id, msg)
+        else:
+            raise CodecError(f"unknown message type {kind!r}")
+
+    def _deliver_result(self, kind: str, call_id: int, msg: dict[str, Any]) -> None:
+        outcome: Any
+        if kind == "res":
+            outcome = _RES.validate(msg)["r"]
+        else:
+            err = _ERR.validate(msg)
+            outcome = RemoteError(err["c"], err["e"] or "")
+        pending = self._pending.pop(call_id, None)
+        if pending is not None:
+            pending.send_nowait(outcome)
+            return
+        stream = self._streams.get(call_id)
+        if stream is not None and isinstance(outcome, RemoteError):
+            stream._fail(outcome)
+        # A late answer to a call we cancelled is normal; anything else is ignored too.
+
+    def _stream_event(self, kind: str, call_id: int, msg: dict[str, Any]) -> None:
+        stream = self._streams.get(call_id)
+        if stream is None:
+            return  # the stream ended or was cancelled on our side; late frames are harmless
+        if kind == "sdata":
+            stream._deliver(_DATA.validate(msg)["d"])
+        elif kind == "send":
+            stream._remote_end()
+        else:
+            stream._grant(_CREDIT.validate(msg)["n"])
+
+    def _start_handler(self, kind: str, call_id: int, req: dict[str, Any]) -> None:
+        assert self._nursery is not None
+        if call_id in self._handlers:
+            raise ProtocolError(f"call id {call_id} reused while still running")
+        if len(self._handlers) >= self.limits.max_streams:
+            self._send_soon({"t": "err", "id": call_id, "c": "too_many_streams", "e": "try again later"})
+            return
+        if not self._bucket.take(trio.current_time()):
+            self._send_soon({"t": "err", "id": call_id, "c": "rate_limited", "e": "slow down"})
+            return
+        scope = trio.CancelScope()
+        self._handlers[call_id] = scope
+        self._nursery.start_soon(self._run_handler, kind, call_id, req["m"], req["p"], scope)
+
+    async def _run_handler(
+        self, kind: str, call_id: int, method: str, params: dict[str, Any], scope: trio.CancelScope
+    ) -> None:
+        ctx = CallContext(self.peer_id, self.remote_address, self)
+        stream: Stream | None = None
+        try:
+            with scope:
+                if kind == "req":
+                    handler = self.router.unary_handlers.get(method)
+                    if handler is None:
+                        raise RemoteError("unknown_method", method)
+                    result = await handler(ctx, params)
+                    await self._send({"t": "res", "id": call_id, "r": result})
+                else:
+                    stream_handler = self.router.stream_handlers.get(method)
+                    if stream_handler is None:
+                        raise RemoteError("unknown_method", method)
+                    stream = Stream(self, call_id, self.limits.stream_window)
+                    self._streams[call_id] = stream
+                    await stream_handler(ctx, params, stream)
+                    await stream.end()
+        except RemoteError as exc:
+            await self._send_quietly({"t": "err", "id": call_id, "c": exc.code, "e": exc.message})
+        except (ConnectionClosed, trio.EndOfChannel):
+            pass
+        except ProtocolError as exc:
+            await self._send_quietly({"t": "err", "id": call_id, "c": exc.code, "e": str(exc)})
+        except Exception:
+            log.exception("handler for %s failed", method)
+            await self._send_quietly({"t": "err", "id": call_id, "c": "internal", "e": "handler failed"})
+        finally:
+            self._handlers.pop(call_id, None)
+            if stream is not None:
+                self._streams.pop(call_id, None)

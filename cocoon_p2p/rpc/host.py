@@ -1,0 +1,158 @@
+"""A peer's network presence: listener, outbound dials, and the connection pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from ..errors import ConnectionClosed, HandshakeError, LimitExceeded, ProtocolError
+from ..identity import Identity, PeerId
+from ..net import Network
+from ..wire.limits import DEFAULT_LIMITS, Limits
+from ..wire.secure import secure_stream
+from .connection import Connection, Tap
+from .router import Router
+
+log = logging.getLogger(__name__)
+
+
+class Host:
+    """Owns every connection task in its own nursery; cancelling ``run`` closes them all."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        network: Network,
+        *,
+        listen: str = "127.0.0.1:0",
+        limits: Limits = DEFAULT_LIMITS,
+        router: Router | None = None,
+    ) -> None:
+        self.identity = identity
+        self.peer_id = identity.peer_id
+        self.network = network
+        self.listen = listen
+        self.limits = limits
+        self.router = router or Router()
+        self.listen_address: str | None = None
+        self.taps: list[Tap] = []
+        self.on_connection: list[Callable[[Connection], None]] = []
+        self._pool: dict[PeerId, Connection] = {}
+        self._dialing: dict[str, trio.Event] = {}
+        self._connections: set[Connection] = set()
+        self._nursery: trio.Nursery | None = None
+        self.handshake_failures = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.listen_address = await nursery.start(self.network.serve, self.listen, self._on_inbound)
+            log.debug("%s listening on %s", self.peer_id.short, self.listen_address)
+            task_status.started(self.listen_address)
+
+    # --- pool ----------------------------------------------------------------
+    def connection_for(self, peer_id: PeerId) -> Connection | None:
+        conn = self._pool.get(peer_id)
+        return conn if conn is not None and not conn.is_closed else None
+
+    @property
+    def connections(self) -> list[Connection]:
+        return [c for c in self._connections if not c.is_closed]
+
+    def _register(self, conn: Connection) -> None:
+        self._connections.add(conn)
+        self._pool[conn.peer_id] = conn
+
+    def _announce(self, conn: Connection) -> None:
+        for callback in self.on_connection:
+            callback(conn)
+
+    async def _supervise(
+        self, conn: Connection, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._register(conn)
+        try:
+            await conn.run(task_status=task_status)
+        finally:
+            self._connections.discard(conn)
+            if self._pool.get(conn.peer_id) is conn:
+                del self._pool[conn.peer_id]
+
+    # --- inbound -------------------------------------------------------------
+    async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
+        if len(self._connections) >= self.limits.max_connections:
+            log.warning("refusing %s: %d connections open", remote, len(self._connections))
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            channel = await secure_stream(stream, self.identity, initiator=False, timeout=self.limits.handshake_timeout)
+        except ProtocolError as exc:
+            self.handshake_failures += 1
+            log.debug("inbound handshake from %s failed: %s", remote, exc)
+            return
+        conn = Connection(
+            channel, self.router, outbound=False, remote_address=remote, limits=self.limits, taps=self.taps
+        )
+        # The network closes the stream when this handler returns, so the connection runs right here.
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._supervise, conn)
+            self._announce(conn)
+
+    # --- outbound ------------------------------------------------------------
+    async def connect(self, address: str, expected: PeerId | None = None) -> Connection:
+        """A live connection to ``address`` (reused from the pool when ``expected`` is known).
+
+        Raises ``ConnectionClosed`` when the peer cannot be reached and
+        ``PeerIdMismatch`` when it proves another identity than ``expected``.
+        """
+        if self._nursery is None:
+            raise RuntimeError("Host.connect before Host.run started")
+        if expected is not None:
+            if expected == self.peer_id:
+                raise ConnectionClosed("refusing to dial ourselves")
+            existing = self.connection_for(expected)
+            if existing is not None:
+                return existing
+        key = f"{address}/{expected}"
+        while key in self._dialing:
+            await self._dialing[key].wait()
+            if expected is not None and (existing := self.connection_for(expected)) is not None:
+                return existing
+        done = self._dialing[key] = trio.Event()
+        try:
+            return await self._dial(address, expected)
+        finally:
+            del self._dialing[key]
+            done.set()
+
+    async def _dial(self, address: str, expected: PeerId | None) -> Connection:
+        if len(self._connections) >= self.limits.max_connections:
+            raise LimitExceeded(f"{self.limits.max_connections} connections already open")
+        try:
+            stream = await self.network.dial(address)
+        except OSError as exc:
+            raise ConnectionClosed(f"cannot reach {address}: {exc}") from None
+        try:
+            channel = await secure_stream(
+                stream,
+                self.identity,
+                initiator=True,
+                expected_peer_id=expected,
+                timeout=self.limits.handshake_timeout,
+            )
+        except HandshakeError:
+            self.handshake_failures += 1
+            raise
+        conn = Connection(
+            channel, self.router, outbound=True, remote_address=address, limits=self.limits, taps=self.taps
+        )
+        assert self._nursery is not None
+        await self._nursery.start(self._supervise, conn)
+        self._announce(conn)
+        return conn
+
+    async def aclose(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()

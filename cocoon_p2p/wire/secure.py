@@ -1,0 +1,220 @@
+"""Secure channels: the XX handshake with identity binding, then framed transport.
+
+Handshake messages and transport messages both travel as ``u16 BE length || bytes``.
+An application message is ``u32 BE length || payload`` split across as many
+transport frames as it needs (each frame ≤ 65519 bytes of plaintext); a message
+always starts at a frame boundary. See docs/PROTOCOL.md §2-§3.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import trio
+
+from .. import PROTOCOL_ID
+from ..errors import DecryptError, FramingError, HandshakeError, LimitExceeded, PeerIdMismatch, ProtocolError
+from ..identity import Identity, PeerId, verify_signature
+from . import codec
+from .limits import DEFAULT_LIMITS, MAX_FRAME_PLAINTEXT, NOISE_MAX_MESSAGE, NOISE_TAG
+from .noise import CipherState, NoiseHandshake
+
+#: Signed by the identity key, binding it to this process's Noise static key.
+IDENTITY_DOMAIN = b"cocoon-p2p-noise-identity:"
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_RECV_CHUNK = 1 << 18
+
+
+class FrameReader:
+    """Buffers a byte stream and hands out whole length-prefixed frames."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._buf = bytearray()
+        self._pos = 0
+
+    async def _fill(self, need: int) -> None:
+        while len(self._buf) - self._pos < need:
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
+            data = await self._stream.receive_some(_RECV_CHUNK)
+            if not data:
+                if self._buf:
+                    raise FramingError("connection closed in the middle of a frame")
+                raise trio.EndOfChannel
+            self._buf += data
+
+    async def read_frame(self) -> bytes:
+        await self._fill(2)
+        (length,) = _U16.unpack_from(self._buf, self._pos)
+        if length == 0:
+            raise FramingError("zero-length frame")
+        await self._fill(2 + length)
+        start = self._pos + 2
+        self._pos = start + length
+        return bytes(self._buf[start : self._pos])
+
+
+def _frame(data: bytes) -> bytes:
+    if len(data) > NOISE_MAX_MESSAGE:
+        raise FramingError("frame larger than 65535 bytes")
+    return _U16.pack(len(data)) + data
+
+
+def identity_payload(identity: Identity, noise_static_public: bytes) -> bytes:
+    signature = identity.sign(IDENTITY_DOMAIN + noise_static_public)
+    return codec.pack({"v": 1, "key": identity.public_key, "sig": signature})
+
+
+def verify_identity_payload(payload: bytes, noise_static_public: bytes) -> bytes:
+    """Return the remote ed25519 public key, or raise HandshakeError."""
+    msg = codec.unpack(payload, max_size=1024)
+    if not isinstance(msg, dict) or msg.get("v") != 1:
+        raise HandshakeError("identity payload is not a version-1 map")
+    key, sig = msg.get("key"), msg.get("sig")
+    if not isinstance(key, bytes) or not isinstance(sig, bytes):
+        raise HandshakeError("identity payload lacks key/sig bytes")
+    if not verify_signature(key, IDENTITY_DOMAIN + noise_static_public, sig):
+        raise HandshakeError("identity signature does not cover the Noise static key")
+    return key
+
+
+class SecureChannel:
+    """An authenticated, encrypted message pipe over one byte stream."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        reader: FrameReader,
+        send_cipher: CipherState,
+        recv_cipher: CipherState,
+        remote_public_key: bytes,
+        *,
+        max_message: int = DEFAULT_LIMITS.max_message,
+    ) -> None:
+        self.stream = stream
+        self._reader = reader
+        self._send_cipher = send_cipher
+        self._recv_cipher = recv_cipher
+        self.remote_public_key = remote_public_key
+        self.remote_peer_id = PeerId.from_public_key(remote_public_key)
+        self.max_message = max_message
+        self._send_lock = trio.Lock()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    async def send_message(self, payload: bytes) -> None:
+        if len(payload) > self.max_message:
+            raise LimitExceeded(f"message of {len(payload)} bytes exceeds the {self.max_message} byte limit")
+        data = _U32.pack(len(payload)) + payload
+        encrypt = self._send_cipher.encrypt_with_ad
+        parts = []
+        for start in range(0, len(data), MAX_FRAME_PLAINTEXT):
+            ciphertext = encrypt(b"", data[start : start + MAX_FRAME_PLAINTEXT])
+            parts.append(_U16.pack(len(ciphertext)))
+            parts.append(ciphertext)
+        wire = b"".join(parts)
+        # One lock keeps frames of concurrent senders from interleaving mid-message.
+        async with self._send_lock:
+            await self.stream.send_all(wire)
+        self.bytes_sent += len(wire)
+
+    async def receive_message(self) -> bytes:
+        """Next whole application message; ``trio.EndOfChannel`` on a clean close."""
+        first = await self._read_plain_frame()
+        if len(first) < 4:
+            raise FramingError("first frame of a message is shorter than its length header")
+        (total,) = _U32.unpack_from(first, 0)
+        if total > self.max_message:
+            raise LimitExceeded(f"peer announced a {total} byte message; the limit is {self.max_message}")
+        body = first[4:]
+        if len(body) >= total:
+            if len(body) != total:
+                raise FramingError("frame carries more bytes than its message")
+            return body
+        parts = [body]
+        have = len(body)
+        while have < total:
+            try:
+                frame = await self._read_plain_frame()
+            except trio.EndOfChannel:
+                raise FramingError("connection closed in the middle of a message") from None
+            have += len(frame)
+            parts.append(frame)
+        if have != total:
+            raise FramingError("frames carry more bytes than their message")
+        return b"".join(parts)
+
+    async def _read_plain_frame(self) -> bytes:
+        frame = await self._reader.read_frame()
+        if len(frame) < NOISE_TAG:
+            raise FramingError("transport frame shorter than its tag")
+        self.bytes_received += len(frame) + 2
+        return self._recv_cipher.decrypt_with_ad(b"", frame)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def _run_handshake(
+    stream: trio.abc.Stream, identity: Identity, initiator: bool, expected: PeerId | None
+) -> SecureChannel:
+    reader = FrameReader(stream)
+    hs = NoiseHandshake(initiator, PROTOCOL_ID)
+    payload = identity_payload(identity, hs.static_public)
+
+    async def read() -> bytes:
+        try:
+            return hs.read_message(await reader.read_frame())
+        except trio.EndOfChannel:
+            raise HandshakeError("peer closed the connection during the handshake") from None
+
+    if initiator:
+        await stream.send_all(_frame(hs.write_message(b"")))
+        remote_payload = await read()
+        remote_key = _check_remote(hs, remote_payload, expected)
+        await stream.send_all(_frame(hs.write_message(payload)))
+        send, recv = hs.split()
+    else:
+        first = await read()
+        if first:
+            raise HandshakeError("the first handshake message must carry no payload")
+        await stream.send_all(_frame(hs.write_message(payload)))
+        remote_key = _check_remote(hs, await read(), None)
+        send, recv = hs.split()
+    return SecureChannel(stream, reader, send, recv, remote_key)
+
+
+def _check_remote(hs: NoiseHandshake, payload: bytes, expected: PeerId | None) -> bytes:
+    remote_static = hs.remote_static
+    if remote_static is None:
+        raise HandshakeError("handshake finished without a remote static key")
+    key = verify_identity_payload(payload, remote_static)
+    if expected is not None and PeerId.from_public_key(key) != expected:
+        raise PeerIdMismatch(f"dialed {expected.short}… but the peer proved {PeerId.from_public_key(key).short}…")
+    return key
+
+
+async def secure_stream(
+    stream: trio.abc.Stream,
+    identity: Identity,
+    *,
+    initiator: bool,
+    expected_peer_id: PeerId | None = None,
+    timeout: float = DEFAULT_LIMITS.handshake_timeout,
+) -> SecureChannel:
+    """Run the XX handshake; on any failure the stream is closed and a ProtocolError raised."""
+    try:
+        with trio.fail_after(timeout):
+            return await _run_handshake(stream, identity, initiator, expected_peer_id)
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"handshake did not finish within {timeout:g} s") from None
+    except (ProtocolError, DecryptError):
+        await trio.aclose_forcefully(stream)
+        raise
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"connection failed during the handshake: {exc}") from None

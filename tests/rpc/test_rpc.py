@@ -1,0 +1,197 @@
+"""RPC over real Noise on real loopback TCP."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+import trio
+
+from cocoon_p2p.errors import ConnectionClosed, PeerIdMismatch, RemoteError
+from cocoon_p2p.identity import Identity
+from cocoon_p2p.rpc import CallContext, Stream
+from tests.conftest import running_hosts
+
+
+async def test_unary_call_identifies_caller_from_the_noise_session() -> None:
+    async with running_hosts(2) as (a, b):
+
+        async def whoami(ctx: CallContext, params: dict) -> dict:
+            return {"peer": ctx.peer_id.raw, "echo": params["x"]}
+
+        b.router.unary("whoami", whoami)
+        conn = await a.connect(b.listen_address, expected=b.peer_id)
+        reply = await conn.call("whoami", {"x": 7})
+        assert reply == {"peer": a.peer_id.raw, "echo": 7}
+        assert conn.peer_id == b.peer_id
+
+
+async def test_both_sides_can_call_over_one_connection() -> None:
+    async with running_hosts(2) as (a, b):
+
+        async def ping(ctx: CallContext, params: dict) -> dict:
+            return {"pong": True}
+
+        a.router.unary("ping", ping)
+        b.router.unary("ping", ping)
+        conn_ab = await a.connect(b.listen_address, expected=b.peer_id)
+        await conn_ab.call("ping", {})
+        with trio.fail_after(5):
+            while b.connection_for(a.peer_id) is None:
+                await trio.sleep(0.01)
+        assert await b.connection_for(a.peer_id).call("ping", {}) == {"pong": True}
+
+
+async def test_wrong_expected_peer_id_fails_with_typed_error() -> None:
+    async with running_hosts(2) as (a, b):
+        with pytest.raises(PeerIdMismatch):
+            await a.connect(b.listen_address, expected=Identity.generate().peer_id)
+
+
+async def test_unknown_method_and_handler_errors_are_typed() -> None:
+    async with running_hosts(2) as (a, b):
+
+        async def refuse(ctx: CallContext, params: dict) -> dict:
+            raise RemoteError("over_capacity", "busy")
+
+        async def crash(ctx: CallContext, params: dict) -> dict:
+            raise ValueError("bug")
+
+        b.router.unary("refuse", refuse)
+        b.router.unary("crash", crash)
+        conn = await a.connect(b.listen_address)
+        with pytest.raises(RemoteError) as info:
+            await conn.call("nope", {})
+        assert info.value.code == "unknown_method"
+        with pytest.raises(RemoteError) as info:
+            await conn.call("refuse", {})
+        assert info.value.code == "over_capacity"
+        with pytest.raises(RemoteError) as info:
+            await conn.call("crash", {})
+        assert info.value.code == "internal"
+        # The connection survives handler errors.
+        assert not conn.is_closed
+
+
+async def test_thousand_concurrent_calls_over_one_connection() -> None:
+    async with running_hosts(2) as (a, b):
+
+        async def slow_echo(ctx: CallContext, params: dict) -> dict:
+            await trio.sleep(0.01)
+            return {"n": params["n"]}
+
+        b.router.unary("echo", slow_echo)
+        conn = await a.connect(b.listen_address)
+        results: dict[int, int] = {}
+
+        async def one(n: int) -> None:
+            results[n] = (await conn.call("echo", {"n": n}))["n"]
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for n in range(1000):
+                    nursery.start_soon(one, n)
+        assert results == {n: n for n in range(1000)}
+        assert len(a.connections) == 1
+
+
+async def test_cancelling_a_call_stops_the_remote_handler() -> None:
+    async with running_hosts(2) as (a, b):
+        started, stopped = trio.Event(), trio.Event()
+
+        async def forever(ctx: CallContext, params: dict) -> dict:
+            started.set()
+            try:
+                await trio.sleep_forever()
+            finally:
+                stopped.set()
+
+        b.router.unary("forever", forever)
+        conn = await a.connect(b.listen_address)
+        with trio.move_on_after(10) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.call, "forever", {})
+                await started.wait()
+                nursery.cancel_scope.cancel()
+            await stopped.wait()
+        assert not scope.cancelled_caught, "the remote handler kept running after the caller cancelled"
+
+
+async def test_timeout_propagates_as_cancel() -> None:
+    async with running_hosts(2) as (a, b):
+        stopped = trio.Event()
+
+        async def forever(ctx: CallContext, params: dict) -> dict:
+            try:
+                await trio.sleep_forever()
+            finally:
+                stopped.set()
+
+        b.router.unary("forever", forever)
+        conn = await a.connect(b.listen_address)
+        with pytest.raises(trio.TooSlowError):
+            await conn.call("forever", {}, timeout=0.2)
+        with trio.fail_after(10):
+            await stopped.wait()
+
+
+async def test_bidirectional_stream() -> None:
+    async with running_hosts(2) as (a, b):
+
+        async def doubler(ctx: CallContext, params: dict, stream: Stream) -> None:
+            async for item in stream:
+                await stream.send({"v": item["v"] * 2})
+
+        b.router.stream("double", doubler)
+        conn = await a.connect(b.listen_address)
+        async with conn.open_stream("double", {}) as stream:
+            for v in range(100):
+                await stream.send({"v": v})
+                assert (await stream.receive())["v"] == 2 * v
+            await stream.end()
+            with pytest.raises(trio.EndOfChannel):
+                await stream.receive()
+
+
+async def test_long_stream_to_slow_reader_keeps_memory_bounded() -> None:
+    """10,000 frames to a reader that lags: the sender waits on credit, nothing piles up."""
+    async with running_hosts(2) as (a, b):
+        sent = 0
+        payload = b"x" * 4096
+
+        async def firehose(ctx: CallContext, params: dict, stream: Stream) -> None:
+            nonlocal sent
+            for i in range(10_000):
+                await stream.send({"i": i, "b": payload})
+                sent += 1
+
+        b.router.stream("firehose", firehose)
+        conn = await a.connect(b.listen_address)
+        gc.collect()
+        tracemalloc.start()
+        received = 0
+        max_gap = 0
+        try:
+            async with conn.open_stream("firehose", {}) as stream:
+                async for item in stream:
+                    assert item["i"] == received
+                    received += 1
+                    max_gap = max(max_gap, sent - received)
+                    if received % 100 == 0:
+                        await trio.sleep(0.001)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert received == 10_000
+        window = a.limits.stream_window
+        # The sender can run ahead by at most one credit window (plus items in transit).
+        assert max_gap <= window + 1
+        # 10,000 × 4 KiB = 40 MiB would have been buffered without backpressure.
+        assert peak < 8 * 1024 * 1024
+
+
+async def test_dial_to_dead_address_is_connection_closed() -> None:
+    async with running_hosts(1) as (a,):
+        with pytest.raises(ConnectionClosed):
+            await a.connect("127.0.0.1:1")
