@@ -68,6 +68,9 @@ class Connection:
         self._slots = trio.Semaphore(limits.max_streams)
         self._bucket = TokenBucket(limits.requests_per_second, limits.request_burst)
         self.last_activity = trio.current_time()
+        # One writer task owns the socket: a cancelled caller can never leave half a frame
+        # on the wire or a used nonce unsent, which would desynchronise the Noise session.
+        self._outbox_send, self._outbox = trio.open_memory_channel[bytes](64)
 
     @property
     def is_closed(self) -> bool:
@@ -80,12 +83,16 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._idle_watchdog)
+                nursery.start_soon(self._writer)
                 task_status.started()
-                await self._read_loop()
+                try:
+                    await self._read_loop()
+                except ProtocolError as exc:
+                    self.close_reason = exc
+                    log.info(
+                        "closing connection to %s (%s): %s [%s]", self.peer_id.short, self.remote_address, exc, exc.code
+                    )
                 nursery.cancel_scope.cancel()
-        except ProtocolError as exc:
-            self.close_reason = exc
-            log.info("closing connection to %s (%s): %s [%s]", self.peer_id.short, self.remote_address, exc, exc.code)
         finally:
             self._shutdown(self.close_reason or ConnectionClosed("connection closed"))
             with trio.CancelScope(shield=True):
@@ -104,6 +111,7 @@ class Connection:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._outbox_send.close()
         err = reason if isinstance(reason, ConnectionClosed) else ConnectionClosed(str(reason))
         for send in self._pending.values():
             send.send_nowait(err)
@@ -129,16 +137,27 @@ class Connection:
         for tap in self._taps:
             tap("out", self, msg)
         try:
-            await self.channel.send_message(codec.pack(msg))
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._shutdown(ConnectionClosed(str(exc) or "connection lost"))
+            await self._outbox_send.send(codec.pack(msg))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ConnectionClosed("connection lost while sending") from None
         self.last_activity = trio.current_time()
+
+    async def _writer(self) -> None:
+        try:
+            async for payload in self._outbox:
+                await self.channel.send_message(payload)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._shutdown(ConnectionClosed(str(exc) or "connection lost"))
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
 
     def _send_soon(self, msg: dict[str, Any]) -> None:
         """Fire-and-forget send, for cancellations that must not block the caller."""
         if self._nursery is not None and not self._closed.is_set():
-            self._nursery.start_soon(self._send_quietly, msg)
+            try:
+                self._nursery.start_soon(self._send_quietly, msg)
+            except RuntimeError:
+                pass  # the connection is shutting down; the remote will see it close instead
 
     async def _send_quietly(self, msg: dict[str, Any]) -> None:
         try:

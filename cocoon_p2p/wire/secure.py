@@ -109,15 +109,15 @@ class SecureChannel:
         if len(payload) > self.max_message:
             raise LimitExceeded(f"message of {len(payload)} bytes exceeds the {self.max_message} byte limit")
         data = _U32.pack(len(payload)) + payload
-        encrypt = self._send_cipher.encrypt_with_ad
-        parts = []
-        for start in range(0, len(data), MAX_FRAME_PLAINTEXT):
-            ciphertext = encrypt(b"", data[start : start + MAX_FRAME_PLAINTEXT])
-            parts.append(_U16.pack(len(ciphertext)))
-            parts.append(ciphertext)
-        wire = b"".join(parts)
-        # One lock keeps frames of concurrent senders from interleaving mid-message.
+        # Encrypt under the lock: nonces must reach the wire in the order they were used.
         async with self._send_lock:
+            encrypt = self._send_cipher.encrypt_with_ad
+            parts = []
+            for start in range(0, len(data), MAX_FRAME_PLAINTEXT):
+                ciphertext = encrypt(b"", data[start : start + MAX_FRAME_PLAINTEXT])
+                parts.append(_U16.pack(len(ciphertext)))
+                parts.append(ciphertext)
+            wire = b"".join(parts)
             await self.stream.send_all(wire)
         self.bytes_sent += len(wire)
 
