@@ -1,0 +1,156 @@
+"""A peer process: host + DHT (+ market, inference, payments by role), one nursery."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import trio
+
+from ..dht import Dht, DhtConfig
+from ..errors import ConfigError
+from ..identity import Identity, PeerId
+from ..net import Network, SystemClock, TcpNetwork, WallClock, split_address
+from ..rpc import Host
+from .bootstrap import BootstrapEntry, dedupe, join_with_backoff, load_bootstrap_file, load_peer_cache, save_peer_cache
+from .config import NodeConfig
+
+log = logging.getLogger(__name__)
+
+
+class Peer:
+    def __init__(
+        self,
+        config: NodeConfig,
+        identity: Identity,
+        *,
+        network: Network | None = None,
+        clock: WallClock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.host = Host(identity, network or TcpNetwork(), listen=config.listen)
+        self.dht = Dht(
+            self.host,
+            self.clock,
+            config=DhtConfig(per_subnet=2),
+            rng=self.rng,
+            advertise=config.advertise,
+        )
+        self.started_at = 0.0
+        self.joined = trio.Event()
+        self.admin_address: str | None = None
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    def bootstrap_entries(self) -> list[BootstrapEntry]:
+        entries: list[BootstrapEntry] = []
+        if self.config.bootstrap is not None:
+            entries += load_bootstrap_file(self.config.bootstrap)
+        entries += load_peer_cache(self.config.data_dir)
+        own = {self.host.listen_address, self.config.advertise}
+        return [e for e in dedupe(entries) if e[0] != self.peer_id and e[1] not in own]
+
+    async def run(self, *, task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED) -> None:
+        from .admin import serve_admin  # keeps hypercorn off the import path of embedded peers
+
+        self.started_at = self.clock.now()
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(self.host.run)
+            if self.config.advertise is None and split_address(address)[0] in ("0.0.0.0", "::"):
+                raise ConfigError("listening on a wildcard address: set --advertise host:port so peers can reach you")
+            await nursery.start(self.dht.run)
+            log.info("peer %s listening on %s (roles: %s)", self.peer_id, address, ",".join(self.config.roles))
+            if self.config.admin_listen:
+                self.admin_address = await nursery.start(
+                    serve_admin,
+                    self.config.data_dir,
+                    self.config.admin_listen,
+                    self.admin_commands(),
+                    self.metrics_text,
+                )
+            nursery.start_soon(self._join)
+            task_status.started(self)
+
+    async def _join(self) -> None:
+        entries = self.bootstrap_entries()
+        if not entries:
+            log.info("no bootstrap peers configured: this peer starts a new network")
+            self.joined.set()
+            return
+        known = await join_with_backoff(self.dht.bootstrap, entries)
+        if known:
+            log.info("joined the network: %d peers in the routing table", known)
+            await self.dht.publish_self()
+            self._save_cache()
+        else:
+            log.error("could not reach any bootstrap peer; check the bootstrap list and the network")
+        self.joined.set()
+
+    def _save_cache(self) -> None:
+        contacts = self.dht.table.all_contacts()
+        save_peer_cache(self.config.data_dir, [(c.peer_id, c.address) for c in contacts])
+
+    # --- admin -------------------------------------------------------------
+    def admin_commands(self) -> dict[str, Any]:
+        async def status(_: dict[str, str]) -> dict[str, Any]:
+            return self.status()
+
+        async def peers(_: dict[str, str]) -> dict[str, Any]:
+            return {"peers": [{"id": str(c.peer_id), "address": c.address} for c in self.dht.table.all_contacts()]}
+
+        async def dht_find(args: dict[str, str]) -> dict[str, Any]:
+            target = PeerId.from_text(args.get("peer", ""))
+            return {"peer": str(target), "addresses": await self.dht.find_peer(target)}
+
+        async def dht_get(args: dict[str, str]) -> dict[str, Any]:
+            try:
+                key = bytes.fromhex(args.get("key", ""))
+            except ValueError:
+                raise ConfigError("key must be 64 hex digits") from None
+            if len(key) != 32:
+                raise ConfigError("key must be 64 hex digits")
+            result = await self.dht.get_records(key)
+            return {
+                "key": key.hex(),
+                "hops": result.hops,
+                "records": [
+                    {
+                        "type": r.type,
+                        "publisher": str(r.publisher_id),
+                        "seq": r.seq,
+                        "expires": r.expires,
+                        "size": len(r.value),
+                    }
+                    for r in result.records
+                ],
+            }
+
+        return {"status": status, "peers": peers, "dht/find": dht_find, "dht/get": dht_get}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "peer_id": str(self.peer_id),
+            "listen": self.host.listen_address,
+            "roles": self.config.roles,
+            "uptime_s": round(self.clock.now() - self.started_at, 1),
+            "routing_table": len(self.dht.table),
+            "connections": len(self.host.connections),
+            "records_stored": len(self.dht.store),
+        }
+
+    def metrics_text(self) -> str:
+        lines = [
+            f"cocoon_routing_table_peers {len(self.dht.table)}",
+            f"cocoon_connections {len(self.host.connections)}",
+            f"cocoon_dht_records {len(self.dht.store)}",
+            f"cocoon_dht_rpcs_sent_total {self.dht.rpcs_sent}",
+            f"cocoon_handshake_failures_total {self.host.handshake_failures}",
+        ]
+        return "\n".join(lines) + "\n"
