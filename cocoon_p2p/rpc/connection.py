@@ -21,6 +21,7 @@ from ..wire.codec import Field, Schema
 from ..wire.limits import DEFAULT_LIMITS, Limits
 from ..wire.secure import SecureChannel
 from .ratelimit import TokenBucket
+from .reply import Reply
 from .router import CallContext, Router
 from .stream import Stream
 
@@ -58,7 +59,7 @@ class Connection:
         self.limits = limits
         self._taps = taps if taps is not None else []
         self._next_id = 1 if outbound else 2
-        self._pending: dict[int, trio.MemorySendChannel[Any]] = {}
+        self._pending: dict[int, Reply] = {}
         self._streams: dict[int, Stream] = {}
         self._handlers: dict[int, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
@@ -68,9 +69,6 @@ class Connection:
         self._slots = trio.Semaphore(limits.max_streams)
         self._bucket = TokenBucket(limits.requests_per_second, limits.request_burst)
         self.last_activity = trio.current_time()
-        # One writer task owns the socket: a cancelled caller can never leave half a frame
-        # on the wire or a used nonce unsent, which would desynchronise the Noise session.
-        self._outbox_send, self._outbox = trio.open_memory_channel[bytes](64)
 
     @property
     def is_closed(self) -> bool:
@@ -83,7 +81,6 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._idle_watchdog)
-                nursery.start_soon(self._writer)
                 task_status.started()
                 try:
                     await self._read_loop()
@@ -111,10 +108,9 @@ class Connection:
         if self._closed.is_set():
             return
         self._closed.set()
-        self._outbox_send.close()
         err = reason if isinstance(reason, ConnectionClosed) else ConnectionClosed(str(reason))
-        for send in self._pending.values():
-            send.send_nowait(err)
+        for reply in self._pending.values():
+            reply.set(err)
         self._pending.clear()
         for stream in self._streams.values():
             stream._fail(err)
@@ -136,20 +132,17 @@ class Connection:
             raise ConnectionClosed("connection is closed")
         for tap in self._taps:
             tap("out", self, msg)
+        payload = codec.pack(msg)
         try:
-            await self._outbox_send.send(codec.pack(msg))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise ConnectionClosed("connection lost while sending") from None
-        self.last_activity = trio.current_time()
-
-    async def _writer(self) -> None:
-        try:
-            async for payload in self._outbox:
+            # Shielded: a cancelled caller must never leave half a frame on the wire or a used
+            # nonce unsent, which would desynchronise the Noise session. A peer that stops
+            # reading blocks us only until the idle watchdog closes the stream.
+            with trio.CancelScope(shield=True):
                 await self.channel.send_message(payload)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._shutdown(ConnectionClosed(str(exc) or "connection lost"))
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
+            raise ConnectionClosed("connection lost while sending") from None
+        self.last_activity = trio.current_time()
 
     def _send_soon(self, msg: dict[str, Any]) -> None:
         """Fire-and-forget send, for cancellations that must not block the caller."""
@@ -172,18 +165,26 @@ class Connection:
 
     # --- calling -------------------------------------------------------------
     async def call(self, method: str, params: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        with trio.fail_after(timeout) if timeout is not None else trio.CancelScope():
-            async with self._slots:
-                return await self._call(method, params)
+        if timeout is not None:
+            with trio.fail_after(timeout):
+                return await self.call(method, params)
+        try:
+            self._slots.acquire_nowait()  # the common case needs no scheduler round trip
+        except trio.WouldBlock:
+            await self._slots.acquire()
+        try:
+            return await self._call(method, params)
+        finally:
+            self._slots.release()
 
     async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         call_id = self._allocate_id()
-        send, receive = trio.open_memory_channel[Any](1)
-        self._pending[call_id] = send
+        reply = Reply()
+        self._pending[call_id] = reply
         done = False
         try:
             await self._send({"t": "req", "id": call_id, "m": method, "p": params})
-            outcome = await receive.receive()
+            outcome = await reply.wait()
             done = True
         finally:
             self._pending.pop(call_id, None)
@@ -226,16 +227,22 @@ class Connection:
             msg = codec.unpack_map(raw, max_size=max_message)
             for tap in self._taps:
                 tap("in", self, msg)
-            self._dispatch(msg)
+            inline = self._dispatch(msg)
+            if inline is not None:
+                await self._run_inline(*inline)
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
+    def _dispatch(self, msg: dict[str, Any]) -> tuple[int, str, dict[str, Any]] | None:
+        """Handle one message; returns (id, method, params) when an inline handler should run now."""
         env = _ENVELOPE.validate(msg)
         kind, call_id = env["t"], env["id"]
         mine = (call_id % 2 == 1) == self.outbound
         if kind in ("req", "sopen"):
             if mine:
                 raise ProtocolError("peer opened a call with an id from our half of the id space")
-            self._start_handler(kind, call_id, _REQ.validate(msg))
+            req = _REQ.validate(msg)
+            if kind == "req" and req["m"] in self.router.inline:
+                return call_id, req["m"], req["p"]
+            self._start_handler(kind, call_id, req)
         elif kind == "cancel":
             scope = self._handlers.get(call_id)
             if scope is not None:
@@ -246,6 +253,7 @@ class Connection:
             self._stream_event(kind, call_id, msg)
         else:
             raise CodecError(f"unknown message type {kind!r}")
+        return None
 
     def _deliver_result(self, kind: str, call_id: int, msg: dict[str, Any]) -> None:
         outcome: Any
@@ -256,7 +264,7 @@ class Connection:
             outcome = RemoteError(err["c"], err["e"] or "")
         pending = self._pending.pop(call_id, None)
         if pending is not None:
-            pending.send_nowait(outcome)
+            pending.set(outcome)
             return
         stream = self._streams.get(call_id)
         if stream is not None and isinstance(outcome, RemoteError):
@@ -274,19 +282,40 @@ class Connection:
         else:
             stream._grant(_CREDIT.validate(msg)["n"])
 
-    def _start_handler(self, kind: str, call_id: int, req: dict[str, Any]) -> None:
-        assert self._nursery is not None
+    def _admit(self, call_id: int) -> bool:
         if call_id in self._handlers:
             raise ProtocolError(f"call id {call_id} reused while still running")
         if len(self._handlers) >= self.limits.max_streams:
             self._send_soon({"t": "err", "id": call_id, "c": "too_many_streams", "e": "try again later"})
-            return
+            return False
         if not self._bucket.take(trio.current_time()):
             self._send_soon({"t": "err", "id": call_id, "c": "rate_limited", "e": "slow down"})
+            return False
+        return True
+
+    def _start_handler(self, kind: str, call_id: int, req: dict[str, Any]) -> None:
+        assert self._nursery is not None
+        if not self._admit(call_id):
             return
         scope = trio.CancelScope()
         self._handlers[call_id] = scope
         self._nursery.start_soon(self._run_handler, kind, call_id, req["m"], req["p"], scope)
+
+    async def _run_inline(self, call_id: int, method: str, params: dict[str, Any]) -> None:
+        if not self._admit(call_id):
+            return
+        try:
+            result = await self.router.unary_handlers[method](
+                CallContext(self.peer_id, self.remote_address, self), params
+            )
+        except (RemoteError, ProtocolError) as exc:
+            await self._send_quietly({"t": "err", "id": call_id, "c": exc.code, "e": getattr(exc, "message", str(exc))})
+            return
+        except Exception:
+            log.exception("handler for %s failed", method)
+            await self._send_quietly({"t": "err", "id": call_id, "c": "internal", "e": "handler failed"})
+            return
+        await self._send_quietly({"t": "res", "id": call_id, "r": result})
 
     async def _run_handler(
         self, kind: str, call_id: int, method: str, params: dict[str, Any], scope: trio.CancelScope

@@ -29,10 +29,19 @@ class Router:
     def __init__(self) -> None:
         self.unary_handlers: dict[str, UnaryHandler] = {}
         self.stream_handlers: dict[str, StreamHandler] = {}
+        self.inline: set[str] = set()
 
-    def unary(self, method: str, handler: UnaryHandler) -> None:
+    def unary(self, method: str, handler: UnaryHandler, *, inline: bool = False) -> None:
+        """Register a request/response handler.
+
+        ``inline`` handlers run in the connection's reader task, skipping a task spawn
+        per call; use it only for handlers that never wait on the network or a lock
+        (a DHT table lookup, a ping), since the connection reads nothing meanwhile.
+        """
         self._check_free(method)
         self.unary_handlers[method] = handler
+        if inline:
+            self.inline.add(method)
 
     def stream(self, method: str, handler: StreamHandler) -> None:
         self._check_free(method)

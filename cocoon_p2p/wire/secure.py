@@ -24,6 +24,8 @@ IDENTITY_DOMAIN = b"cocoon-p2p-noise-identity:"
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _RECV_CHUNK = 1 << 18
+#: Messages at least this large are sealed/opened in a worker thread.
+THREAD_CRYPTO_MIN = 256 << 10
 
 
 class FrameReader:
@@ -101,24 +103,42 @@ class SecureChannel:
         self.remote_public_key = remote_public_key
         self.remote_peer_id = PeerId.from_public_key(remote_public_key)
         self.max_message = max_message
-        self._send_lock = trio.Lock()
+        self._send_lock = trio.StrictFIFOLock()
         self.bytes_sent = 0
         self.bytes_received = 0
+
+    def _seal(self, data: bytes) -> bytes:
+        encrypt = self._send_cipher.encrypt_with_ad
+        parts = []
+        for start in range(0, len(data), MAX_FRAME_PLAINTEXT):
+            ciphertext = encrypt(b"", data[start : start + MAX_FRAME_PLAINTEXT])
+            parts.append(_U16.pack(len(ciphertext)))
+            parts.append(ciphertext)
+        return b"".join(parts)
+
+    def _open_all(self, frames: list[bytes]) -> list[bytes]:
+        decrypt = self._recv_cipher.decrypt_with_ad
+        return [decrypt(b"", frame) for frame in frames]
 
     async def send_message(self, payload: bytes) -> None:
         if len(payload) > self.max_message:
             raise LimitExceeded(f"message of {len(payload)} bytes exceeds the {self.max_message} byte limit")
         data = _U32.pack(len(payload)) + payload
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
         # Encrypt under the lock: nonces must reach the wire in the order they were used.
-        async with self._send_lock:
-            encrypt = self._send_cipher.encrypt_with_ad
-            parts = []
-            for start in range(0, len(data), MAX_FRAME_PLAINTEXT):
-                ciphertext = encrypt(b"", data[start : start + MAX_FRAME_PLAINTEXT])
-                parts.append(_U16.pack(len(ciphertext)))
-                parts.append(ciphertext)
-            wire = b"".join(parts)
+        try:
+            if len(data) >= THREAD_CRYPTO_MIN:
+                # libsodium drops the GIL, so a big message seals on the other core while
+                # this thread keeps reading and decrypting.
+                wire = await trio.to_thread.run_sync(self._seal, data)
+            else:
+                wire = self._seal(data)
             await self.stream.send_all(wire)
+        finally:
+            self._send_lock.release()
         self.bytes_sent += len(wire)
 
     async def receive_message(self) -> bytes:
@@ -134,18 +154,25 @@ class SecureChannel:
             if len(body) != total:
                 raise FramingError("frame carries more bytes than its message")
             return body
-        parts = [body]
+        frames: list[bytes] = []
         have = len(body)
         while have < total:
             try:
-                frame = await self._read_plain_frame()
+                frame = await self._reader.read_frame()
             except trio.EndOfChannel:
                 raise FramingError("connection closed in the middle of a message") from None
-            have += len(frame)
-            parts.append(frame)
+            if len(frame) <= NOISE_TAG:
+                raise FramingError("transport frame without plaintext")
+            self.bytes_received += len(frame) + 2
+            have += len(frame) - NOISE_TAG
+            frames.append(frame)
         if have != total:
             raise FramingError("frames carry more bytes than their message")
-        return b"".join(parts)
+        if total >= THREAD_CRYPTO_MIN:
+            plain = await trio.to_thread.run_sync(self._open_all, frames)
+        else:
+            plain = self._open_all(frames)
+        return b"".join([body, *plain])
 
     async def _read_plain_frame(self) -> bytes:
         frame = await self._reader.read_frame()

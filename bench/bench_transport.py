@@ -1,0 +1,147 @@
+"""Noise transport throughput and RPC round trip against raw trio TCP, measured in the same run.
+
+Targets (issue: foundation): throughput ≥ 0.45× raw TCP; RPC p50 ≤ 2× a raw TCP ping-pong.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import trio
+
+from cocoon_p2p.identity import Identity
+from cocoon_p2p.net import TcpNetwork, split_address
+from cocoon_p2p.rpc import CallContext, Host
+from cocoon_p2p.wire.limits import Limits
+from cocoon_p2p.wire.secure import secure_stream
+
+TOTAL_BYTES = 256 << 20
+MESSAGE = 1 << 20
+ROUND_TRIPS = 3000
+
+
+async def _tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server = await listeners[0].accept()
+    await listeners[0].aclose()
+    return client, server
+
+
+async def raw_throughput() -> float:
+    client, server = await _tcp_pair()
+    chunk = b"x" * MESSAGE
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+
+        async def sink() -> None:
+            got = 0
+            while got < TOTAL_BYTES:
+                got += len(await server.receive_some(1 << 18))
+
+        nursery.start_soon(sink)
+        for _ in range(TOTAL_BYTES // MESSAGE):
+            await client.send_all(chunk)
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    await server.aclose()
+    return TOTAL_BYTES / elapsed / 1e6
+
+
+async def noise_throughput() -> float:
+    client_raw, server_raw = await _tcp_pair()
+    async with trio.open_nursery() as nursery:
+        server_box: list = []
+
+        async def accept() -> None:
+            server_box.append(await secure_stream(server_raw, Identity.generate(), initiator=False))
+
+        nursery.start_soon(accept)
+        client = await secure_stream(client_raw, Identity.generate(), initiator=True)
+    server = server_box[0]
+    payload = b"x" * (MESSAGE - 64)
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+
+        async def sink() -> None:
+            for _ in range(TOTAL_BYTES // MESSAGE):
+                await server.receive_message()
+
+        nursery.start_soon(sink)
+        for _ in range(TOTAL_BYTES // MESSAGE):
+            await client.send_message(payload)
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    await server.aclose()
+    return TOTAL_BYTES / elapsed / 1e6
+
+
+async def raw_ping_pong() -> list[float]:
+    client, server = await _tcp_pair()
+    samples = []
+    async with trio.open_nursery() as nursery:
+
+        async def echo() -> None:
+            while data := await server.receive_some(4096):
+                await server.send_all(data)
+
+        nursery.start_soon(echo)
+        for _ in range(ROUND_TRIPS):
+            started = time.perf_counter()
+            await client.send_all(b"ping" * 8)
+            await client.receive_some(4096)
+            samples.append(time.perf_counter() - started)
+        await client.aclose()
+    await server.aclose()
+    return samples
+
+
+async def rpc_round_trips() -> list[float]:
+    samples = []
+    async with trio.open_nursery() as nursery:
+        # The per-peer rate limiter would (rightly) throttle this loop; the bench measures the call path.
+        limits = Limits(requests_per_second=1e9, request_burst=10**9)
+        server = Host(Identity.generate(), TcpNetwork(), limits=limits)
+        client = Host(Identity.generate(), TcpNetwork(), limits=limits)
+        await nursery.start(server.run)
+        await nursery.start(client.run)
+
+        async def echo(ctx: CallContext, params: dict) -> dict:
+            return params
+
+        server.router.unary("echo", echo, inline=True)
+        conn = await client.connect(server.listen_address, expected=server.peer_id)
+        for _ in range(200):
+            await conn.call("echo", {"p": b"ping"})
+        for _ in range(ROUND_TRIPS):
+            started = time.perf_counter()
+            await conn.call("echo", {"p": b"ping"})
+            samples.append(time.perf_counter() - started)
+        nursery.cancel_scope.cancel()
+    return samples
+
+
+def run() -> dict:
+    raw = trio.run(raw_throughput)
+    noise = trio.run(noise_throughput)
+    raw_rtt = statistics.median(trio.run(raw_ping_pong)) * 1e6
+    rpc_rtt = statistics.median(trio.run(rpc_round_trips)) * 1e6
+    figures = {
+        "raw_tcp_MBps": round(raw, 1),
+        "noise_MBps": round(noise, 1),
+        "throughput_ratio": round(noise / raw, 3),
+        "raw_ping_pong_p50_us": round(raw_rtt, 1),
+        "rpc_p50_us": round(rpc_rtt, 1),
+        "rpc_over_raw_p50": round(rpc_rtt / raw_rtt, 3),
+    }
+    print("transport throughput, one loopback connection, both ends in one process:")
+    print(f"  raw trio TCP {raw:8.1f} MB/s   Noise transport {noise:8.1f} MB/s   ratio {noise / raw:.2f}x (target >= 0.45x)")
+    print("RPC round trip on a warm connection:")
+    print(f"  raw TCP ping-pong p50 {raw_rtt:7.1f} us   RPC p50 {rpc_rtt:7.1f} us   ratio {rpc_rtt / raw_rtt:.2f}x (target <= 2x)")
+    return figures
+
+
+if __name__ == "__main__":
+    run()
