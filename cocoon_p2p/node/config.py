@@ -31,6 +31,7 @@ class WorkerConfig:
 
 @dataclass
 class ClientConfig:
+    models: list[str] = field(default_factory=lambda: ["gemma3-270m"])  # what the gateway lists
     max_price_prompt: int = 100_000_000
     max_price_completion: int = 300_000_000
     bid_window: float = 0.25
@@ -46,7 +47,8 @@ class NodeConfig:
     roles: list[str] = field(default_factory=lambda: ["bootstrap"])
     admin_listen: str = "127.0.0.1:0"
     log_level: str = "info"
-    chain: str | None = None  # address of a `cocoon-p2p chain` service; None = no payments
+    chain: str | None = None  # address of a `cocoon-p2p chain` service; None = unpaid ledger mode
+    rfq_transport: str = "direct"  # direct (RPC to offering workers) | gossip
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
 

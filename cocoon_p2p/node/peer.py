@@ -11,10 +11,13 @@ import trio
 from ..dht import Dht, DhtConfig
 from ..errors import ConfigError
 from ..identity import Identity, PeerId
+from ..market import DirectRfqTransport, GossipRfqTransport, RfqTransport
 from ..net import Network, SystemClock, TcpNetwork, WallClock, split_address
 from ..rpc import Host
+from ..session.payment_seam import LedgerPayments, PaymentsFactory
 from .bootstrap import BootstrapEntry, dedupe, join_with_backoff, load_bootstrap_file, load_peer_cache, save_peer_cache
 from .config import NodeConfig
+from .roles import ClientRole, WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,31 @@ class Peer:
         self.started_at = 0.0
         self.joined = trio.Event()
         self.admin_address: str | None = None
+        self.payments = self._payments()
+        transport = self._rfq_transport()
+        self.worker: WorkerRole | None = None
+        self.client: ClientRole | None = None
+        if "worker" in config.roles:
+            self.worker = WorkerRole(self, transport, self.payments)
+        if "client" in config.roles:
+            self.client = ClientRole(self, transport, self.payments)
+
+    def _payments(self) -> PaymentsFactory:
+        if self.config.chain is None:
+            return LedgerPayments()
+        from ..payments.session import ChannelPayments
+
+        return ChannelPayments(self)
+
+    def _rfq_transport(self) -> RfqTransport:
+        if self.config.rfq_transport == "gossip":
+            from ..gossip import Gossip
+
+            self.gossip = Gossip(self.host, self.dht, self.clock, self.rng)
+            return GossipRfqTransport(self.gossip)
+        if self.config.rfq_transport != "direct":
+            raise ConfigError("rfq_transport is 'direct' or 'gossip'")
+        return DirectRfqTransport(self.host, self.dht)
 
     @property
     def peer_id(self) -> PeerId:
@@ -75,7 +103,11 @@ class Peer:
                     self.admin_commands(),
                     self.metrics_text,
                 )
+            if getattr(self, "gossip", None) is not None:
+                await nursery.start(self.gossip.run)
             nursery.start_soon(self._join)
+            if self.worker is not None:
+                await nursery.start(self.worker.run)
             task_status.started(self)
 
     async def _join(self) -> None:
@@ -132,7 +164,17 @@ class Peer:
                 ],
             }
 
-        return {"status": status, "peers": peers, "dht/find": dht_find, "dht/get": dht_get}
+        commands = {"status": status, "peers": peers, "dht/find": dht_find, "dht/get": dht_get}
+        if self.client is not None:
+            commands["offers"] = self.client.offers
+        else:
+            from ..market import offers_admin_command
+
+            async def offers(args: dict[str, str]) -> dict[str, Any]:
+                return await offers_admin_command(self.dht, None, args)
+
+            commands["offers"] = offers
+        return commands
 
     def status(self) -> dict[str, Any]:
         return {
@@ -143,6 +185,9 @@ class Peer:
             "routing_table": len(self.dht.table),
             "connections": len(self.host.connections),
             "records_stored": len(self.dht.store),
+            "payments": "ton-channels" if self.config.chain else "ledger (unpaid: no chain configured)",
+            **({"worker": self.worker.status()} if self.worker else {}),
+            **({"client": self.client.status()} if self.client else {}),
         }
 
     def metrics_text(self) -> str:
