@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint sim clean devnet
+.PHONY: install run stop test test-fast bench lint sim clean devnet
 
 install: $(STAMP)
 
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(VENV)/bin/cocoon-p2p demo
+
+stop:
+	@test -x $(VENV)/bin/cocoon-p2p && $(VENV)/bin/cocoon-p2p devnet stop --dir .devnet || true
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15

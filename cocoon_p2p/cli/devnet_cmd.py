@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..node.devnet import Devnet
+from ..node.devnet import Devnet, stop_detached
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -17,6 +17,13 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
         description="Start N `cocoon-p2p node` processes on 127.0.0.1 that bootstrap from the first one. "
         "Each peer keeps its data dir and node.log under --dir. Ctrl-C stops them all.",
     )
+    devnet.add_argument(
+        "action",
+        nargs="?",
+        choices=["start", "stop"],
+        default="start",
+        help="start (default, foreground) or stop a detached devnet (as `cocoon-p2p demo` leaves)",
+    )
     devnet.add_argument("--peers", type=int, default=5, help="number of peers (default 5)")
     devnet.add_argument("--dir", type=Path, default=Path(".devnet"), help="where the peers keep their data")
     devnet.add_argument("--base-port", type=int, default=7400, help="peer i listens on base-port + i")
@@ -24,6 +31,10 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        stopped = stop_detached(args.dir)
+        print(f"stopped {len(stopped)} peers: {', '.join(stopped)}" if stopped else f"no devnet running in {args.dir}")
+        return 0
     net = Devnet(args.dir, base_port=args.base_port)
     for i in range(args.peers):
         net.add_peer(f"peer-{i}", ["bootstrap"])

@@ -39,10 +39,43 @@ Roles: bootstrap (routing only), worker (sells inference), client (buys it).
 """
 
 
+GATEWAY_HELP = """\
+Run a client peer with the OpenAI-compatible API on localhost, until Ctrl-C.
+
+  cocoon-p2p gateway --bootstrap bootstrap/bootstrap.txt --port 8000
+  export OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=unused
+
+Every request is auctioned among the workers serving the model; the answer carries the
+winning worker and the price in a "cocoon" field. Takes every `node` setting as well.
+"""
+
+
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
     node = sub.add_parser(
         "node", help="run a peer daemon", description=NODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_node_arguments(node, add_common)
+    node.set_defaults(handler=cmd_node)
+    gateway = sub.add_parser(
+        "gateway",
+        help="run a client peer with an OpenAI-compatible API",
+        description=GATEWAY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_node_arguments(gateway, add_common)
+    gateway.add_argument("--port", type=int, default=8000, help="gateway port on 127.0.0.1 (default 8000)")
+    gateway.set_defaults(handler=cmd_gateway)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    args.roles = args.roles or "client"
+    args.gateway_listen = args.gateway_listen or f"127.0.0.1:{args.port}"
+    if args.listen is None:
+        args.listen = "127.0.0.1:0"
+    return cmd_node(args)
+
+
+def add_node_arguments(node: argparse.ArgumentParser, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
     add_common(node)
     node.add_argument("--config", type=Path, help="TOML config file (default: <data dir>/config.toml)")
     node.add_argument("--listen", help="host:port to accept peers on (default 127.0.0.1:7400)")
@@ -54,14 +87,26 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     node.add_argument("--price-completion", type=int, help="worker price, nanoTON per 1M completion tokens")
     node.add_argument("--max-concurrent", type=int, help="worker: jobs served at once")
     node.add_argument("--chain", help="host:port of a `cocoon-p2p chain` service (enables payments)")
+    node.add_argument("--gateway-listen", help="client role: serve the OpenAI-compatible API on host:port")
+    node.add_argument("--rfq-transport", choices=["direct", "gossip"], help="how RFQs reach workers")
     node.add_argument("--admin-listen", help="loopback host:port of the admin API (default: any free port)")
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    node.set_defaults(handler=cmd_node)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     top = {
-        k: getattr(args, k) for k in ("listen", "advertise", "bootstrap", "roles", "chain", "admin_listen", "log_level")
+        k: getattr(args, k)
+        for k in (
+            "listen",
+            "advertise",
+            "bootstrap",
+            "roles",
+            "chain",
+            "admin_listen",
+            "log_level",
+            "gateway_listen",
+            "rfq_transport",
+        )
     }
     worker = {
         "models": args.models,

@@ -48,6 +48,7 @@ class NodeConfig:
     admin_listen: str = "127.0.0.1:0"
     log_level: str = "info"
     chain: str | None = None  # address of a `cocoon-p2p chain` service; None = unpaid ledger mode
+    gateway_listen: str | None = None  # client role: serve the OpenAI-compatible API here (loopback)
     rfq_transport: str = "direct"  # direct (RPC to offering workers) | gossip
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)

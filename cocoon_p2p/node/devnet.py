@@ -59,7 +59,12 @@ class Devnet:
             "# cocoon-p2p devnet bootstrap list\n" + format_bootstrap_line(first.identity.peer_id, first.listen) + "\n"
         )
 
-    def start(self) -> None:
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "pids"
+
+    def start(self, *, detach: bool = False) -> None:
+        """Start every peer; ``detach`` lets them outlive this process (stop them with :func:`stop_detached`)."""
         self.write_bootstrap()
         for peer in self.peers:
             cmd = [
@@ -71,8 +76,12 @@ class Devnet:
                 *peer.extra_args,
             ]  # fmt: skip
             log_file = peer.log_path.open("ab")
-            peer.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy())
+            peer.process = subprocess.Popen(
+                cmd, stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=detach
+            )
             log.info("started %s (%s) pid %d on %s", peer.name, ",".join(peer.roles), peer.process.pid, peer.listen)
+
+        self.pid_file.write_text("".join(f"{p.process.pid} {p.name}\n" for p in self.peers if p.process))
 
     def wait_ready(self, timeout: float = 600.0) -> None:
         """Wait until every peer's admin interface is up (workers load their model first)."""
@@ -99,3 +108,34 @@ class Devnet:
                 log.warning("%s ignored SIGTERM; killing it", peer.name)
                 peer.process.kill()
                 peer.process.wait()
+
+
+def stop_detached(root: Path, timeout: float = 20.0) -> list[str]:
+    """SIGTERM every peer a detached devnet under ``root`` started; returns the names stopped."""
+    pid_file = root / "pids"
+    if not pid_file.exists():
+        return []
+    entries = [line.split(maxsplit=1) for line in pid_file.read_text().splitlines() if line.strip()]
+    stopped = []
+    for pid_text, name in entries:
+        try:
+            os.kill(int(pid_text), signal.SIGTERM)
+            stopped.append(name)
+        except (ProcessLookupError, ValueError):
+            continue
+    deadline = time.monotonic() + timeout
+    for pid_text, name in entries:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(int(pid_text), 0)
+            except (ProcessLookupError, ValueError):
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(int(pid_text), signal.SIGKILL)
+                log.warning("%s ignored SIGTERM; killed it", name)
+            except (ProcessLookupError, ValueError):
+                pass
+    pid_file.unlink(missing_ok=True)
+    return stopped

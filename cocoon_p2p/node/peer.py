@@ -47,6 +47,7 @@ class Peer:
         self.started_at = 0.0
         self.joined = trio.Event()
         self.admin_address: str | None = None
+        self.gateway_address: str | None = None
         self.payments = self._payments()
         transport = self._rfq_transport()
         self.worker: WorkerRole | None = None
@@ -108,7 +109,21 @@ class Peer:
             nursery.start_soon(self._join)
             if self.worker is not None:
                 await nursery.start(self.worker.run)
+            if self.client is not None and self.config.gateway_listen:
+                await nursery.start(self._serve_gateway)
             task_status.started(self)
+
+    async def _serve_gateway(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from ..gateway import serve_gateway
+
+        assert self.client is not None and self.config.gateway_listen
+        host, port = split_address(self.config.gateway_listen)
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(serve_gateway, self.client.client, host, port)
+            self.gateway_address = f"{host}:{bound}"
+            (self.config.data_dir / "gateway.addr").write_text(self.gateway_address)
+            log.info("OpenAI-compatible gateway on http://%s/v1", self.gateway_address)
+            task_status.started()
 
     async def _join(self) -> None:
         entries = self.bootstrap_entries()
