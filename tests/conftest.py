@@ -24,3 +24,15 @@ async def running_hosts(count: int, *, limits: Limits = DEFAULT_LIMITS) -> Async
             await nursery.start(host.run)
         yield hosts
         nursery.cancel_scope.cancel()
+
+
+def _raise_fd_limit() -> None:
+    """In-process networks hold both ends of every connection; 1024 descriptors run out."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+_raise_fd_limit()

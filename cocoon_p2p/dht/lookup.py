@@ -2,7 +2,9 @@
 
 Unlike lock-step rounds, a new query leaves the moment any query returns, so one
 slow peer delays one slot, not the whole round. The lookup ends when the k
-closest contacts seen so far have all answered (or failed and been replaced).
+closest contacts seen so far have all answered (or failed and been replaced);
+once replies stop bringing closer contacts, the rest of the k closest are asked
+together, as the Kademlia paper prescribes.
 """
 
 from __future__ import annotations
@@ -86,12 +88,17 @@ async def iterative_lookup(
         await send.send((cand, reply))
 
     done = False
+    best = min((dist(c) for c in candidates.values()), default=None)
+    stale_replies = 0
     async with trio.open_nursery() as nursery:
         in_flight = 0
         while True:
             front = frontier()
+            # Kademlia's final phase: once α replies in a row brought nothing closer, ask all
+            # of the k closest not yet asked at once instead of trickling through them α at a time.
+            window = k if stale_replies >= alpha else alpha
             for cand in front:
-                if in_flight >= alpha:
+                if in_flight >= window:
                     break
                 if cand.state == "new":
                     cand.state = "waiting"
@@ -109,6 +116,11 @@ async def iterative_lookup(
             cand.state = "answered"
             for contact in reply.contacts:
                 learn(contact, cand.depth + 1)
+            closest_now = min((dist(c) for c in candidates.values() if c.state != "failed"), default=None)
+            if closest_now is not None and (best is None or closest_now < best):
+                best, stale_replies = closest_now, 0
+            else:
+                stale_replies += 1
             for record in reply.records:
                 slot = (record.key, record.publisher)
                 if slot not in records or records[slot].seq < record.seq:

@@ -76,9 +76,10 @@ class Dht:
         self.rpcs_sent = 0
         self._nursery: trio.Nursery | None = None
         router = host.router
-        router.unary("dht.ping", self._on_ping)
-        router.unary("dht.find_node", self._on_find_node)
-        router.unary("dht.find_value", self._on_find_value)
+        # Table and store reads never wait, so they run inline in the connection's reader.
+        router.unary("dht.ping", self._on_ping, inline=True)
+        router.unary("dht.find_node", self._on_find_node, inline=True)
+        router.unary("dht.find_value", self._on_find_value, inline=True)
         router.unary("dht.store", self._on_store)
 
     # --- background upkeep -------------------------------------------------

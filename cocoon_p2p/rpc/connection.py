@@ -74,6 +74,10 @@ class Connection:
     def is_closed(self) -> bool:
         return self._closed.is_set()
 
+    @property
+    def is_idle(self) -> bool:
+        return not self._pending and not self._streams and not self._handlers
+
     # --- lifecycle -----------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read and dispatch until the connection ends; owns the handler tasks."""
@@ -121,7 +125,7 @@ class Connection:
         while True:
             await trio.sleep(idle / 4)
             quiet = trio.current_time() - self.last_activity
-            if quiet >= idle and not self._pending and not self._streams and not self._handlers:
+            if quiet >= idle and self.is_idle:
                 log.debug("closing idle connection to %s", self.peer_id.short)
                 await trio.aclose_forcefully(self.channel.stream)
                 return

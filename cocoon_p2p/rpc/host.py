@@ -80,9 +80,21 @@ class Host:
             if self._pool.get(conn.peer_id) is conn:
                 del self._pool[conn.peer_id]
 
+    async def _evict_idle(self) -> bool:
+        """Close the least recently used connection with nothing in flight, to make room."""
+        idle = [c for c in self._connections if not c.is_closed and c.is_idle]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.last_activity)
+        await victim.aclose()
+        self._connections.discard(victim)
+        if self._pool.get(victim.peer_id) is victim:
+            del self._pool[victim.peer_id]
+        return True
+
     # --- inbound -------------------------------------------------------------
     async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:
-        if len(self._connections) >= self.limits.max_connections:
+        if len(self._connections) >= self.limits.max_connections and not await self._evict_idle():
             log.warning("refusing %s: %d connections open", remote, len(self._connections))
             await trio.aclose_forcefully(stream)
             return
@@ -128,8 +140,8 @@ class Host:
             done.set()
 
     async def _dial(self, address: str, expected: PeerId | None) -> Connection:
-        if len(self._connections) >= self.limits.max_connections:
-            raise LimitExceeded(f"{self.limits.max_connections} connections already open")
+        if len(self._connections) >= self.limits.max_connections and not await self._evict_idle():
+            raise LimitExceeded(f"{self.limits.max_connections} connections already open and none idle")
         try:
             stream = await self.network.dial(address)
         except OSError as exc:

@@ -13,6 +13,7 @@ from cocoon_p2p.dht import Dht, DhtConfig
 from cocoon_p2p.identity import Identity
 from cocoon_p2p.net import SystemClock, TcpNetwork
 from cocoon_p2p.rpc import Host
+from cocoon_p2p.wire.limits import DEFAULT_LIMITS, Limits
 
 
 @dataclass
@@ -25,8 +26,10 @@ class DhtPeer:
         self.scope.cancel()
 
 
-async def _run_peer(peer_holder: list[DhtPeer], config: DhtConfig, seed: int, *, task_status: trio.TaskStatus) -> None:
-    host = Host(Identity.generate(), TcpNetwork())
+async def _run_peer(
+    peer_holder: list[DhtPeer], config: DhtConfig, seed: int, limits: Limits, *, task_status: trio.TaskStatus
+) -> None:
+    host = Host(Identity.generate(), TcpNetwork(), limits=limits)
     dht = Dht(host, SystemClock(), config=config, rng=random.Random(seed))
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
@@ -38,11 +41,13 @@ async def _run_peer(peer_holder: list[DhtPeer], config: DhtConfig, seed: int, *,
 
 
 @asynccontextmanager
-async def dht_network(count: int, config: DhtConfig | None = None) -> AsyncIterator[list[DhtPeer]]:
+async def dht_network(
+    count: int, config: DhtConfig | None = None, *, limits: Limits = DEFAULT_LIMITS
+) -> AsyncIterator[list[DhtPeer]]:
     config = config or DhtConfig()
     holder: list[DhtPeer] = []
     async with trio.open_nursery() as nursery:
-        peers = [await nursery.start(_run_peer, holder, config, i) for i in range(count)]
+        peers = [await nursery.start(_run_peer, holder, config, i, limits) for i in range(count)]
         rng = random.Random(1)
         # Each peer joins through peer 0 and one random earlier peer, as a bootstrap list would give it.
         for i, peer in enumerate(peers[1:], start=1):
