@@ -85,7 +85,12 @@ class RoutingTable:
         if existing is not None:
             existing.last_seen = now
             existing.failures = 0
-            existing.address = contact.address
+            if existing.address != contact.address:
+                # A moved peer must not push its new /24 over the bucket's limit.
+                del bucket.contacts[contact.peer_id]
+                if self._subnet_allows(bucket, contact):
+                    existing.address = contact.address
+                bucket.contacts[contact.peer_id] = existing
             bucket.contacts.move_to_end(contact.peer_id)
             bucket.last_changed = now
             return None

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from cocoon_p2p.errors import CodecError, ConfigError
-from cocoon_p2p.identity import Identity, PeerId, load_identity, load_or_create_identity, save_identity, verify_signature
+from cocoon_p2p.identity import (
+    Identity,
+    PeerId,
+    load_identity,
+    load_or_create_identity,
+    save_identity,
+    verify_signature,
+)
 
 
 def test_peer_id_is_sha256_of_public_key_and_prints_as_hex() -> None:

@@ -31,19 +31,21 @@ async def test_fifty_peers_one_auction_each_worker_sees_the_rfq_once_and_bad_rfq
         workers, client_peer = net.workers, net.client_peer
         topic = rfq_topic(MODEL)
 
-        outcome = await net.client.run_auction(MODEL, 1000, 500, max_prices=MAX, bid_window=2.0)
+        outcome = await net.client.run_auction(MODEL, 1000, 500, max_prices=MAX, bid_window=5.0)
         await wait_until(lambda: all(w.stats["rfq_handled"] == 1 for w in workers), limit=120)
         await settle(net.peers)
         assert all(w.stats["rfq_accepted"] == 1 for w in workers)  # every worker, exactly once
         assert sum(w.stats["rfq_rejected_replayed"] for w in workers) == 0  # gossip dedup held
         # Which bids beat the window depends on machine load; the rule over those that did must hold exactly.
-        received = {b.worker_id for b in outcome.ranked}
+        # (On a badly overloaded machine an award can also time out: the rule then reruns without that worker.)
+        received = {b.worker_id for b in outcome.ranked} | outcome.tried
         bidders = sorted((w for w in workers if w.peer_id in received), key=lambda w: w.prices)
-        assert bidders and outcome.bids_received == len(bidders)
-        assert [b.worker_id for b in outcome.ranked] == [w.peer_id for w in bidders]
+        assert outcome.bids_received == len(bidders)
         assert all(w.stats["bids_sent"] + w.stats["bid_failed"] == 1 for w in bidders)
-        assert outcome.winner.worker_id == bidders[0].peer_id
-        assert outcome.clearing == (bidders[1].prices if len(bidders) > 1 else MAX)
+        remaining = [w for w in bidders if w.peer_id not in outcome.tried]
+        assert [b.worker_id for b in outcome.ranked] == [w.peer_id for w in remaining]
+        assert outcome.winner.worker_id == remaining[0].peer_id
+        assert outcome.clearing == (remaining[1].prices if len(remaining) > 1 else MAX)
 
         def totals(key: str) -> int:
             return sum(w.stats[key] for w in workers)
