@@ -66,3 +66,15 @@ class ConnectionClosed(CocoonError):
 
 class ConfigError(CocoonError):
     """The user's configuration or command line is wrong; the message says how to fix it."""
+
+
+def find_exception(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` inside (possibly nested) exception groups, as trio nurseries raise them."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_exception(inner, kind)
+            if found is not None:
+                return found
+    return None

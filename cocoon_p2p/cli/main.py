@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import __version__
-from ..errors import CocoonError
+from ..errors import CocoonError, find_exception
 
 DESCRIPTION = """\
 cocoon-p2p: a peer-to-peer market for private AI inference, paid in TON.
@@ -59,18 +59,6 @@ def setup_logging(verbose: bool, level: str = "info") -> None:
     )
     for noisy in ("hypercorn", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def find_exception(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first ``kind`` inside (possibly nested) exception groups, as trio nurseries raise them."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = find_exception(inner, kind)
-            if found is not None:
-                return found
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,12 +11,11 @@ from typing import Any
 
 import trio
 
-from ..errors import ConfigError
+from ..errors import ConfigError, find_exception
 from ..identity import load_or_create_identity
 from ..identity.keystore import ensure_data_dir
 from ..node.bootstrap import load_bootstrap_file
 from ..node.config import load_config
-from .main import find_exception
 
 log = logging.getLogger("cocoon_p2p.node")
 

@@ -10,6 +10,7 @@ remainder is passed on. If the new output diverges, the job fails with
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class ClientSettings:
     bid_window: float = 0.25
     stall_timeout: float = 30.0
     max_failovers: int = 3
+    spot_check_rate: float = 0.0  # share of greedy jobs re-run on a second worker and compared
 
 
 def _estimate_prompt_tokens(request: CompletionRequest) -> int:
@@ -88,6 +90,7 @@ class CocoonClient:
         reputation: Reputation,
         payments: PaymentsFactory,
         settings: ClientSettings | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.host = host
         self.dht = dht
@@ -95,6 +98,9 @@ class CocoonClient:
         self.reputation = reputation
         self.payments = payments
         self.settings = settings or ClientSettings()
+        self.rng = rng or random.Random()
+        self.spot_checks = 0
+        self.spot_check_failures = 0
         self._listing_cache: tuple[float, list[ModelListing]] | None = None
         self.jobs_done = 0
         self.failovers = 0
@@ -157,6 +163,38 @@ class CocoonClient:
         assert stream.result is not None
         return stream.result
 
+    def _should_spot_check(self, request: CompletionRequest) -> bool:
+        # Only greedy output is reproducible across honest workers, so only greedy jobs are checked.
+        rate = self.settings.spot_check_rate
+        return rate > 0 and request.temperature == 0 and self.rng.random() < rate
+
+    async def _spot_check(self, request: CompletionRequest, max_tokens: int, outcome: AuctionOutcome, text: str) -> int:
+        """Re-run the job on the next bidder; a different answer counts against the first worker.
+
+        Returns what the check cost. A check that cannot run (no runner-up) is skipped.
+        """
+        try:
+            second = await self.market.award_next(outcome)
+            conn = await self.host.connect(second.winner.worker_addr, expected=second.winner.worker_id)
+            payer = await self.payments.payer_for(second.winner.worker_id, "", 0)
+            terms = JobTerms(
+                second.award.job_id, second.award.raw, _wire_request(request, max_tokens),
+                second.clearing.prompt, second.clearing.completion, max_tokens,
+            )  # fmt: skip
+            job = JobRun(conn, terms, payer, stall_timeout=self.settings.stall_timeout)
+            check = "".join([piece async for piece in job.stream()])
+        except (CocoonError, trio.TooSlowError) as exc:
+            log.info("spot check skipped: %s", exc)
+            return 0
+        self.spot_checks += 1
+        passed = check == text
+        self.reputation.record_spot_check(outcome.winner.worker_id, passed=passed)
+        if not passed:
+            self.spot_check_failures += 1
+            log.warning("spot check failed: worker %s answered differently from %s",
+                        outcome.winner.worker_id.short, second.winner.worker_id.short)  # fmt: skip
+        return job.usage.cost if job.usage else job.paid
+
     async def _run(
         self, request: CompletionRequest, max_tokens: int, outcome: AuctionOutcome, handle: _Stream
     ) -> AsyncIterator[TextDelta]:
@@ -199,6 +237,8 @@ class CocoonClient:
                 )
                 self.jobs_done += 1
                 self.spent += spent
+                if self._should_spot_check(request):
+                    spent += await self._spot_check(request, max_tokens, outcome, delivered)
                 handle.result = CompletionResult(
                     text=delivered,
                     finish_reason="length" if usage.finish_reason == "length" else "stop",

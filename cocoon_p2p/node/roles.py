@@ -50,10 +50,16 @@ class WorkerRole:
         cfg = self.peer.config.worker
         infos = []
         for spec in cfg.models or ["default"]:
-            path = ensure_default_model(progress=True) if spec == "default" else Path(spec).expanduser()
+            # "PATH@MODEL_ID" serves a file under a chosen id; otherwise the id comes from the GGUF.
+            location, _, model_id = spec.partition("@")
+            path = ensure_default_model(progress=True) if location == "default" else Path(location).expanduser()
             log.info("loading %s", path)
             engine = await InferenceEngine.load(
-                path, n_ctx=cfg.n_ctx, max_concurrent=cfg.max_concurrent, cache_dir=cache_dir(self.peer.config)
+                path,
+                model_id=model_id or None,
+                n_ctx=cfg.n_ctx,
+                max_concurrent=cfg.max_concurrent,
+                cache_dir=cache_dir(self.peer.config),
             )
             tps = await measure_throughput(engine, cache_dir(self.peer.config))
             log.info("serving %s (sha256 %s…, %.1f tokens/s)", engine.model_id, engine.sha256[:12], tps)
@@ -127,8 +133,9 @@ class ClientRole:
             models=list(cfg.models),
             max_prices=Prices(cfg.max_price_prompt, cfg.max_price_completion),
             bid_window=cfg.bid_window,
+            spot_check_rate=cfg.spot_check_rate,
         )
-        self.client = CocoonClient(peer.host, peer.dht, self.market, self.reputation, payments, settings)
+        self.client = CocoonClient(peer.host, peer.dht, self.market, self.reputation, payments, settings, rng=peer.rng)
 
     async def offers(self, args: dict[str, str]) -> dict[str, Any]:
         return await offers_admin_command(self.peer.dht, self.reputation, args)

@@ -9,8 +9,8 @@ One RPC stream, method ``session.job``, per job:
     client -> worker  {"t": "pay", "state"}  (the final one), then end of stream
 
 ``owed`` is the cumulative price of everything delivered so far. The worker sends
-the next chunk only while ``paid >= owed_after_chunk - credit``: the client is
-never more than one chunk of credit behind, and never pays for what it did not get.
+the next chunk only while ``paid >= owed_so_far - credit``: the client is never
+more than the credit plus one chunk behind, and never pays for what it did not get.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from ..errors import CocoonError, RemoteError
+from ..errors import CocoonError, RemoteError, find_exception
 from ..identity import PeerId
 from ..inference import GenerationRequest, InferenceEngine
 from ..inference.errors import InferenceError
@@ -123,12 +123,20 @@ class _Job:
         return p.job_cost(*self.prices, prompt_tokens, completion_tokens)
 
     async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_payments)
-            await self._generate()
-            await self._await_payment(self.delivered_value, 0, self.session.config.final_payment_timeout)
-            nursery.cancel_scope.cancel()
-        self.session.stats.earned += self.payee.paid
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_payments)
+                await self._generate()
+                await self._await_payment(self.delivered_value, 0, self.session.config.final_payment_timeout)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # Report the protocol outcome (payment lagging, rejected…) rather than trio's wrapper.
+            remote = find_exception(group, RemoteError)
+            if remote is None:
+                raise
+            raise remote from None
+        finally:
+            self.session.stats.earned += self.payee.paid
 
     async def _generate(self) -> None:
         try:
@@ -136,8 +144,10 @@ class _Job:
                 prompt_tokens = tokens.prompt_tokens
                 completion = 0
                 async for chunk in tokens:
+                    # Release the next chunk once what was already delivered is paid, less the credit;
+                    # the prompt is billed with the first chunk, so the first chunk never waits.
+                    await self._await_payment(self.delivered_value, self.credit, self.session.config.payment_timeout)
                     owed_after = self.owed(prompt_tokens, completion + chunk.tokens)
-                    await self._await_payment(owed_after, self.credit, self.session.config.payment_timeout)
                     completion += chunk.tokens
                     self.delivered_value = owed_after
                     await self.stream.send(

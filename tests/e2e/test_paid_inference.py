@@ -50,3 +50,50 @@ async def test_auctioned_job_is_served_by_the_cheapest_worker_at_the_second_pric
 
         with pytest.raises(ModelNotFound):
             await client.complete(CompletionRequest(model="no-such-model", prompt="hi", max_tokens=4))
+
+
+class _StingyPayer:
+    """Acknowledges every chunk but never pays more than nothing."""
+
+    async def begin(self) -> dict:
+        return {"mode": "ledger"}
+
+    async def pay(self, owed_total: int) -> dict:
+        return {"mode": "ledger", "total": 0}
+
+    async def finish(self) -> None:
+        return None
+
+
+async def test_worker_stops_streaming_when_payment_lags(tmp_path: Path) -> None:
+    from cocoon_p2p.errors import RemoteError
+    from cocoon_p2p.session.client import JobRun, JobTerms
+
+    specs = [
+        PeerSpec("boot", ["bootstrap"]),
+        PeerSpec("worker", ["worker"], worker=CHEAP),
+        PeerSpec("client", ["client"]),
+    ]
+    async with peer_network(tmp_path, specs) as net:
+        worker = net["worker"].peer.worker
+        worker.session.config.payment_timeout = 1.0
+        market = net["client"].peer.client.market
+        with trio.fail_after(120):
+            outcome = await market.run_auction(
+                "gemma3-270m", 10, 64, max_prices=net["client"].peer.client.client.settings.max_prices
+            )
+            conn = await net["client"].peer.host.connect(outcome.winner.worker_addr, expected=outcome.winner.worker_id)
+            terms = JobTerms(
+                outcome.award.job_id, outcome.award.raw,
+                {"prompt": "Once upon a time", "max_tokens": 64, "temperature": 0.0},
+                outcome.clearing.prompt, outcome.clearing.completion, 64,
+            )  # fmt: skip
+            job = JobRun(conn, terms, _StingyPayer())
+            received = []
+            with pytest.raises(RemoteError) as info:
+                async for text in job.stream():
+                    received.append(text)
+        assert info.value.code == "payment_lagging"
+        # Unpaid, the worker delivered at most the credit (16 tokens) plus one chunk.
+        assert 0 < job.completion_tokens <= 17
+        assert worker.session.stats.payment_stops == 1
