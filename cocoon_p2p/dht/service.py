@@ -314,4 +314,9 @@ class Dht:
             for (type_, key), record in list(self.published.items()):
                 if record.expires - now < self.config.republish_margin:
                     log.debug("republishing %s record under %s", type_, key.hex()[:12])
-                    await self.publish(type_, key, record.value)
+                    try:
+                        await self.publish(type_, key, record.value)
+                    except CocoonError as exc:
+                        # e.g. an offer whose own expiry passed: stop republishing it, keep the node up.
+                        log.info("dropping %s record under %s: %s", type_, key.hex()[:12], exc)
+                        self.published.pop((type_, key), None)

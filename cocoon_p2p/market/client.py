@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,21 +95,18 @@ class ClientMarket:
         self.config = config or ClientMarketConfig()
         self._open: dict[bytes, _Auction] = {}
         self._bid_inbox = Inbox("bid", clock, self.config.timing)
-        self.stats: dict[str, int] = {}
+        self.stats: Counter[str] = Counter()
         install_offer_validator(dht)
         host.router.unary(BID_METHOD, self._on_bid)
-
-    def _count(self, key: str) -> None:
-        self.stats[key] = self.stats.get(key, 0) + 1
 
     # --- bids in -------------------------------------------------------------
     async def _on_bid(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
         try:
             self.accept_bid(params.get("bid"), ctx.peer_id)
         except MessageRejected as exc:
-            self._count(f"bid_rejected_{exc.reason}")
+            self.stats[f"bid_rejected_{exc.reason}"] += 1
             raise RemoteError(exc.reason, exc.detail) from None
-        self._count("bids_accepted")
+        self.stats["bids_accepted"] += 1
         return {"ok": True}
 
     def accept_bid(self, raw: Any, sender: PeerId) -> Bid:

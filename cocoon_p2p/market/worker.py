@@ -121,6 +121,7 @@ class WorkerMarket:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Subscribe, publish the offer, then serve until cancelled; withdraws the offer on exit."""
         self.started_at = int(self.clock.now())
+        self.offer = self._sign_offer()  # bids name it, so it must exist before the first RFQ
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -128,7 +129,7 @@ class WorkerMarket:
                 for name in self.models:
                     channel = self.transport.subscribe_rfqs(name, partial(self.check_rfq, name))
                     nursery.start_soon(self._serve, channel)
-                await self.refresh_offer()
+                await self._publish(self.offer)
                 nursery.start_soon(self._refresh_loop)
                 task_status.started()
         finally:
@@ -138,7 +139,12 @@ class WorkerMarket:
 
     async def refresh_offer(self) -> Offer:
         """Sign a fresh offer (new expiry, current prices) and publish it under each model."""
-        offer = Offer.create(
+        self.offer = self._sign_offer()
+        await self._publish(self.offer)
+        return self.offer
+
+    def _sign_offer(self) -> Offer:
+        return Offer.create(
             self.host.identity,
             addrs=self.addresses or [self.dht.my_address],
             models=list(self.models.values()),
@@ -151,13 +157,13 @@ class WorkerMarket:
             uptime_target_bp=self.uptime_target_bp,
             attestation=self.attestation,
         )
-        self.offer = offer
+
+    async def _publish(self, offer: Offer) -> None:
         try:
             stored = await publish_offer(self.dht, offer)
             log.info("offer for %s published on %d peers", ", ".join(self.models), stored)
         except CocoonError as exc:
             log.warning("publishing the offer failed (will retry at the next refresh): %s", exc)
-        return offer
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -180,20 +186,18 @@ class WorkerMarket:
     def check_rfq(self, model: str, data: bytes, origin: PeerId | None) -> bool:
         """Stateless RFQ check, run by the transport before delivery (and by gossip before forwarding)."""
         try:
-            self._decode_rfq(model, data, origin)
+            self._check_rfq(Rfq.decode(data), model, origin)
         except MessageRejected as exc:
             self.stats[f"rfq_invalid_{exc.reason}"] += 1
             return False
         return True
 
-    def _decode_rfq(self, model: str, data: bytes, origin: PeerId | None) -> Rfq:
-        rfq = Rfq.decode(data)
+    def _check_rfq(self, rfq: Rfq, model: str, origin: PeerId | None) -> None:
         if rfq.model != model:
             raise MessageRejected("wrong_model", f"rfq for {rfq.model!r} on the {model!r} topic")
         if origin is not None and origin != rfq.client_id:
             raise MessageRejected("wrong_sender", "rfq relayed under another origin")
         check_expiry("rfq", rfq.expires_ms, now_ms(self.clock), self.config.timing)
-        return rfq
 
     async def _serve(self, channel: trio.MemoryReceiveChannel[Any]) -> None:
         assert self._nursery is not None
@@ -220,7 +224,7 @@ class WorkerMarket:
             model = self.models.get(rfq.model)
             if model is None:
                 raise MessageRejected("wrong_model", f"not serving {rfq.model!r}")
-            self._decode_rfq(rfq.model, data, origin)
+            self._check_rfq(rfq, rfq.model, origin)
             self._rfqs.admit([("job", rfq.job_id), ("nonce", rfq.nonce)], rfq.expires_ms)
         except MessageRejected as exc:
             self.stats[f"rfq_rejected_{exc.reason}"] += 1

@@ -9,11 +9,19 @@ from cocoon_p2p.dht import PROVIDER_RECORD, RecordRejected, model_key, sign_reco
 from cocoon_p2p.errors import RemoteError
 from cocoon_p2p.identity import Identity
 from cocoon_p2p.inference.capability import Capability, GpuInfo
-from cocoon_p2p.market import MessageRejected, ModelInfo, Offer, Prices, find_offers, publish_offer
+from cocoon_p2p.market import (
+    DirectRfqTransport,
+    MessageRejected,
+    ModelInfo,
+    Offer,
+    Prices,
+    find_offers,
+    publish_offer,
+)
 from cocoon_p2p.market.offer import install_offer_validator, offer_from_record
 from cocoon_p2p.wire import codec
 from tests.dht.helpers import dht_network
-from tests.market.helpers import GEMMA, MODEL, SHA, ManualClock
+from tests.market.helpers import GEMMA, MODEL, SHA, ManualClock, WorkerSpec, make_worker
 
 NOW = 1_800_000_000
 NAN = float("nan")
@@ -150,3 +158,24 @@ def test_validator_uses_the_dht_clock() -> None:
     clock.t += 61
     with pytest.raises(RecordRejected):
         offer_from_record(rec, clock.now())
+
+
+async def test_worker_market_refreshes_its_offer_and_stops_republishing_when_stopped() -> None:
+    async with dht_network(4) as peers:
+        for peer in peers:
+            install_offer_validator(peer.dht)
+        worker_peer = peers[1]
+        transport = DirectRfqTransport(worker_peer.host, worker_peer.dht)
+        worker = make_worker(worker_peer, transport, WorkerSpec(Prices(5, 9)))
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(worker.run)
+                first = worker.offer
+                assert first is not None and await find_offers(peers[2].dht, MODEL) == [first]
+                assert first.addrs == (worker_peer.host.listen_address,) and first.max_jobs == 2
+                await trio.sleep(1.1)  # the next offer must expire later, at one-second resolution
+                second = await worker.refresh_offer()
+                assert second.expires > first.expires
+                assert await find_offers(peers[3].dht, MODEL) == [second]
+                scope.cancel()
+        assert (PROVIDER_RECORD, model_key(MODEL)) not in worker_peer.dht.published
