@@ -10,10 +10,18 @@ persists it (``PayeeChannel.accept``). Baselines measured in the same run, on th
 An update needs two durable writes, so one channel alone is bound by the disk; a node serving many
 channels at once shares each fsync among them (group commit), which is the figure the target is
 about. Run with ``python -m bench.bench_payments``.
+
+Second target: payments take under 2 % of a worker's CPU while it streams tokens. A real devnet
+(chain service, bootstrap, worker, gateway: separate ``cocoon-p2p`` processes) streams one long
+greedy completion through a payment channel; the worker counts the CPU time of its payment
+handling (parsing, checking and persisting each state: event-loop time of those steps plus the
+store's commit thread, ``cocoon_payments_cpu_seconds_total`` in its /metrics), which is compared
+with the worker process's whole CPU time for the job (utime + stime from /proc).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import tempfile
@@ -84,6 +92,112 @@ async def _updates_per_s(store_a: ChannelStore, store_b: ChannelStore, channels:
     return channels * each / (time.perf_counter() - start)
 
 
+SHARE_TARGET = 0.02
+STREAM_TOKENS = 200
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _metric(data_dir: Path, name: str) -> float:
+    import httpx
+
+    address = (data_dir / "admin.addr").read_text().strip()
+    for line in httpx.get(f"http://{address}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise RuntimeError(f"{name} missing from the worker's metrics")
+
+
+def _stream(url: str, max_tokens: int) -> int:
+    import httpx
+
+    body = {"model": "gemma3-270m", "prompt": "The history of the printing press begins", "max_tokens": max_tokens,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    tokens = 0
+    with httpx.stream("POST", f"{url}/completions", json=body, timeout=300) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: {") and '"usage"' in line and '"completion_tokens"' in line:
+                usage = json.loads(line[6:]).get("usage")
+                tokens = usage["completion_tokens"] if usage else tokens
+    return tokens
+
+
+def streaming_cpu_share(max_tokens: int = STREAM_TOKENS, persist_slack: float = 0.5) -> dict:
+    """Payment CPU / worker CPU over one streamed job on a real multi-process devnet.
+
+    ``persist_slack`` 0 makes the worker check and persist every payment before the next chunk;
+    the default 0.5 lets a newer payment supersede one while half the credit is still on record."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from cocoon_p2p.node.devnet import Devnet
+
+    ports = []
+    for _ in range(5):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    with tempfile.TemporaryDirectory(prefix="cocoon-bench-share-") as tmp:
+        root = Path(tmp)
+        chain_address = f"127.0.0.1:{ports[0]}"
+        chain_log = (root / "chain.log").open("ab")
+        chain = subprocess.Popen([sys.executable, "-m", "cocoon_p2p.cli.main", "chain", "--dir", str(root / "chain"),
+                                  "--listen", chain_address], stdout=chain_log, stderr=subprocess.STDOUT)  # fmt: skip
+        net = Devnet(root)
+        try:
+            while not (root / "chain" / "chain.addr").exists():
+                time.sleep(0.05)
+            flag = ["--chain", chain_address]
+            net.add_peer("boot", ["bootstrap"], port=ports[1])
+            worker = net.add_peer("worker", ["worker"], flag, port=ports[2])
+            net.add_peer("gateway", ["client"], ["--gateway-listen", f"127.0.0.1:{ports[4]}", *flag], port=ports[3])
+            (worker.data_dir / "config.toml").write_text(
+                f"[payments]\nmeasure_cpu = true\npersist_slack = {persist_slack}\n"
+            )
+            net.start()
+            net.wait_ready(timeout=600)
+            url = f"http://127.0.0.1:{ports[4]}/v1"
+            deadline = time.monotonic() + 120
+            while True:  # warm up: offers visible, channel opened, caches warm
+                try:
+                    _stream(url, 16)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1.0)
+            assert worker.process is not None
+            pid = worker.process.pid
+            cpu0, pay0 = _proc_cpu_s(pid), _metric(worker.data_dir, "cocoon_payments_cpu_seconds_total")
+            store0 = _metric(worker.data_dir, "cocoon_payments_store_cpu_seconds_total")
+            started = time.perf_counter()
+            tokens = _stream(url, max_tokens)
+            elapsed = time.perf_counter() - started
+            time.sleep(0.5)  # the final payment is persisted after the client has its answer
+            cpu1, pay1 = _proc_cpu_s(pid), _metric(worker.data_dir, "cocoon_payments_cpu_seconds_total")
+            store1 = _metric(worker.data_dir, "cocoon_payments_store_cpu_seconds_total")
+        finally:
+            net.stop()
+            chain.send_signal(signal.SIGTERM)
+            chain.wait(15)
+    payment_s, worker_s = pay1 - pay0, cpu1 - cpu0
+    return {
+        "stream_tokens": tokens,
+        "stream_s": elapsed,
+        "worker_cpu_s": worker_s,
+        "payment_cpu_s": payment_s,
+        "payment_store_commit_cpu_s": store1 - store0,
+        "payment_cpu_per_token_us": payment_s / max(tokens, 1) * 1e6,
+        "payment_share_of_worker_cpu": payment_s / worker_s if worker_s > 0 else float("nan"),
+    }
+
+
 def run(channels: int = 128, each: int = 25) -> dict:
     """Measure everything once; returns the figures ``main`` prints."""
     with tempfile.TemporaryDirectory(prefix="cocoon-bench-pay-") as tmp:
@@ -96,7 +210,13 @@ def run(channels: int = 128, each: int = 25) -> dict:
         concurrent = trio.run(_updates_per_s, stores[2], stores[3], channels, each)
         for store in stores:
             store.close()
+    streaming = streaming_cpu_share()
+    strict = streaming_cpu_share(persist_slack=0.0)
     return {
+        **streaming,
+        "share_vs_target": streaming["payment_share_of_worker_cpu"] / SHARE_TARGET,
+        "strict_payment_cpu_per_token_us": strict["payment_cpu_per_token_us"],
+        "strict_payment_share_of_worker_cpu": strict["payment_share_of_worker_cpu"],
         "baseline_sign_verify_per_s": sign_verify,
         "baseline_fsync_write_per_s": fsync_write,
         "updates_per_s_cpu_only": cpu,
@@ -126,6 +246,21 @@ def main() -> None:
         f"  updates, durable, {r['concurrent_channels']} channels          "
         f"{r['updates_per_s_durable_concurrent']:9.0f}/s  = {r['concurrent_vs_target']:.2f}x the "
         f"{TARGET_PER_S}/s target (group commit)"
+    )
+    print(f"Worker streaming {r['stream_tokens']} tokens through a payment channel ({r['stream_s']:.1f} s, devnet,"
+          " persist slack 0.5)")
+    print(f"  worker process CPU                    {r['worker_cpu_s'] * 1000:9.0f} ms")
+    print(
+        f"  payment accept + persist CPU          {r['payment_cpu_s'] * 1000:9.1f} ms"
+        f"  = {r['payment_cpu_per_token_us']:.0f} us per token"
+    )
+    print(
+        f"  share of the worker's CPU             {r['payment_share_of_worker_cpu'] * 100:9.2f} %"
+        f"  = {r['share_vs_target']:.2f}x the {SHARE_TARGET * 100:.0f} % ceiling"
+    )
+    print(
+        f"  every payment persisted (slack 0)     {r['strict_payment_share_of_worker_cpu'] * 100:9.2f} %"
+        f"  ({r['strict_payment_cpu_per_token_us']:.0f} us per token)"
     )
 
 

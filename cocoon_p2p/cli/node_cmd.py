@@ -133,6 +133,8 @@ def cmd_node(args: argparse.Namespace) -> int:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
+                    with trio.move_on_after(12):  # bounded: the devnet kills a peer 15 s after SIGTERM
+                        await peer.prepare_stop()
                     nursery.cancel_scope.cancel()
                     break
         log.info("peer %s stopped cleanly", identity.peer_id.short)

@@ -19,6 +19,7 @@ import trio
 
 from ..dht import Dht
 from ..errors import CocoonError, ConnectionClosed, RemoteError
+from ..identity import PeerId
 from ..market.client import AuctionOutcome, ClientMarket
 from ..market.errors import AllAboveMaxPrice, AuctionFailed, NoOffers
 from ..market.messages import Prices
@@ -26,13 +27,14 @@ from ..market.offer import find_offers
 from ..market.reputation import Reputation
 from ..rpc import Host
 from ..session.client import JobRun, JobTerms, OverCharged, WorkerStalled
-from ..session.payment_seam import PaymentsFactory
+from ..session.payment_seam import PaymentsFactory, SessionPayer
 from .types import (
     CompletionRequest,
     CompletionResult,
     ModelListing,
     ModelNotFound,
     NoBids,
+    PaymentFailed,
     TextDelta,
     TokenPrices,
     WorkerFailed,
@@ -102,6 +104,7 @@ class CocoonClient:
         self.spot_checks = 0
         self.spot_check_failures = 0
         self._listing_cache: tuple[float, list[ModelListing]] | None = None
+        self._offer_wallets: dict[PeerId, str] = {}  # worker -> the TON wallet its offer names
         self.jobs_done = 0
         self.failovers = 0
         self.spent = 0
@@ -195,6 +198,21 @@ class CocoonClient:
                         outcome.winner.worker_id.short, second.winner.worker_id.short)  # fmt: skip
         return job.usage.cost if job.usage else job.paid
 
+    async def _payer(self, worker: PeerId, model: str, budget: int) -> SessionPayer:
+        """A payer for ``worker``: with payment channels, to the wallet its signed offer names."""
+        wallet = ""
+        if getattr(self.payments, "needs_offer_wallet", False):
+            if worker not in self._offer_wallets:
+                self._offer_wallets.update({o.worker_id: o.wallet for o in await find_offers(self.dht, model)})
+            wallet = self._offer_wallets.get(worker, "")
+        try:
+            return await self.payments.payer_for(worker, wallet, budget)
+        except (ConnectionClosed, RemoteError):
+            self._offer_wallets.pop(worker, None)  # look the offer up again next time
+            raise  # the worker refused or vanished: fail over
+        except CocoonError as exc:
+            raise PaymentFailed(f"could not set up the payment to {worker.short}: {exc}") from None
+
     async def _run(
         self, request: CompletionRequest, max_tokens: int, outcome: AuctionOutcome, handle: _Stream
     ) -> AsyncIterator[TextDelta]:
@@ -208,7 +226,7 @@ class CocoonClient:
             try:
                 conn = await self.host.connect(winner.worker_addr, expected=worker)
                 budget = outcome.clearing.cost(outcome.rfq.prompt_tokens * 4, max_tokens)
-                payer = await self.payments.payer_for(worker, "", budget)
+                payer = await self._payer(worker, request.model, budget)
                 terms = JobTerms(
                     outcome.award.job_id, outcome.award.raw, _wire_request(request, max_tokens),
                     outcome.clearing.prompt, outcome.clearing.completion, max_tokens,
@@ -248,6 +266,7 @@ class CocoonClient:
                     worker=str(worker),
                     job_id=outcome.award.job_id.hex(),
                     price=TokenPrices(outcome.clearing.prompt, outcome.clearing.completion),
+                    payments=payer.summary() if hasattr(payer, "summary") else None,
                 )
                 return
             except (ConnectionClosed, WorkerStalled, RemoteError, OverCharged, trio.TooSlowError) as exc:

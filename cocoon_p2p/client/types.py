@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..errors import CocoonError
 
@@ -101,6 +101,8 @@ class CompletionResult:
     job_id: str
     price: TokenPrices
     """Clearing prices the job was paid at (second price of the auction)."""
+    payments: dict[str, Any] | None = None
+    """How it was paid (payment channel id, contract, deposit, paid on the channel); None when unpaid."""
 
     @property
     def total_tokens(self) -> int:

@@ -52,6 +52,7 @@ def cocoon_extra(result: CompletionResult) -> dict[str, Any]:
         "job_id": result.job_id,
         "cost_nanoton": result.cost_nanoton,
         "price": {**prices(result.price), "unit": "nanoTON per 1M tokens"},
+        **({"payments": result.payments} if result.payments else {}),
     }
 
 

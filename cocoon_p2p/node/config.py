@@ -39,6 +39,28 @@ class ClientConfig:
 
 
 @dataclass
+class PaymentsConfig:
+    """TON payment channels (used when ``chain`` is set); amounts in nanoTON, times in seconds."""
+
+    deposit_multiple: int = 20  # a new channel holds this many times the awarded job's budget...
+    min_deposit: int = 100_000_000  # ...and at least this much (0.1 TON)
+    idle_close_s: float = 300.0  # the client closes a channel nobody used for this long
+    payee_idle_close_s: float = 86_400.0  # the worker closes one with unclaimed earnings after this (0: never)
+    close_on_shutdown: bool = True  # the client closes its idle channels when the node stops
+    watch_interval_s: float = 30.0  # how often each channel is checked on chain
+    close_grace_s: float = 30.0  # after co-signing a close, submit it ourselves if still open after this
+    open_timeout_s: float = 600.0  # the worker forgets a channel never opened on chain after this
+    quarantine_s: int = 3600  # challenge window of the channels this client opens
+    conditional_close_s: int = 600
+    misbehavior_fine: int = 10_000_000
+    min_quarantine_s: int = 600  # the worker refuses channels it would have less time than this to defend
+    faucet_amount: int = 10_000_000_000  # devnet: what to ask the chain's faucet for...
+    faucet_below: int = 1_000_000_000  # ...when the wallet holds less than this at start
+    persist_slack: float = 0.5  # worker: share of the credit received payments may stay unpersisted (0: none)
+    measure_cpu: bool = False  # count the CPU time of payment handling (exported in /metrics)
+
+
+@dataclass
 class NodeConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     listen: str = "127.0.0.1:7400"
@@ -52,6 +74,7 @@ class NodeConfig:
     rfq_transport: str = "direct"  # direct (RPC to offering workers) | gossip
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -11,7 +11,7 @@ import trio
 from ..dht import Dht, DhtConfig
 from ..errors import ConfigError
 from ..identity import Identity, PeerId
-from ..market import DirectRfqTransport, GossipRfqTransport, RfqTransport
+from ..market import DirectRfqTransport, GossipRfqTransport, RfqTransport, install_offer_validator
 from ..net import Network, SystemClock, TcpNetwork, WallClock, split_address
 from ..rpc import Host
 from ..session.payment_seam import LedgerPayments, PaymentsFactory
@@ -48,6 +48,8 @@ class Peer:
         self.joined = trio.Event()
         self.admin_address: str | None = None
         self.gateway_address: str | None = None
+        # Every peer stores DHT records, so every peer refuses bad offers, whatever its role.
+        install_offer_validator(self.dht)
         self.payments = self._payments()
         transport = self._rfq_transport()
         self.worker: WorkerRole | None = None
@@ -95,6 +97,8 @@ class Peer:
             if self.config.advertise is None and split_address(address)[0] in ("0.0.0.0", "::"):
                 raise ConfigError("listening on a wildcard address: set --advertise host:port so peers can reach you")
             await nursery.start(self.dht.run)
+            if hasattr(self.payments, "run"):  # payment channels: watchers, idle closes, wallet funding
+                await nursery.start(self.payments.run)
             log.info("peer %s listening on %s (roles: %s)", self.peer_id, address, ",".join(self.config.roles))
             if self.config.admin_listen:
                 self.admin_address = await nursery.start(
@@ -112,6 +116,11 @@ class Peer:
             if self.client is not None and self.config.gateway_listen:
                 await nursery.start(self._serve_gateway)
             task_status.started(self)
+
+    async def prepare_stop(self) -> None:
+        """Before the nursery is cancelled: close idle payment channels while the network is still up."""
+        if hasattr(self.payments, "shutdown"):
+            await self.payments.shutdown()
 
     async def _serve_gateway(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from ..gateway import serve_gateway
@@ -147,7 +156,10 @@ class Peer:
     # --- admin -------------------------------------------------------------
     def admin_commands(self) -> dict[str, Any]:
         async def status(_: dict[str, str]) -> dict[str, Any]:
-            return self.status()
+            body = self.status()
+            if hasattr(self.payments, "status"):  # wallet balance, locked and paid amounts
+                body["payments"] = await self.payments.status()
+            return body
 
         async def peers(_: dict[str, str]) -> dict[str, Any]:
             return {"peers": [{"id": str(c.peer_id), "address": c.address} for c in self.dht.table.all_contacts()]}
@@ -180,6 +192,8 @@ class Peer:
             }
 
         commands = {"status": status, "peers": peers, "dht/find": dht_find, "dht/get": dht_get}
+        if hasattr(self.payments, "admin_commands"):
+            commands.update(self.payments.admin_commands())  # channels, channels/close, channels/force_close
         if self.client is not None:
             commands["offers"] = self.client.offers
         else:
@@ -213,4 +227,6 @@ class Peer:
             f"cocoon_dht_rpcs_sent_total {self.dht.rpcs_sent}",
             f"cocoon_handshake_failures_total {self.host.handshake_failures}",
         ]
+        if hasattr(self.payments, "metrics_lines"):
+            lines += self.payments.metrics_lines()
         return "\n".join(lines) + "\n"

@@ -57,42 +57,55 @@ class JobRun:
         return p.job_cost(self.terms.prompt_price, self.terms.completion_price, prompt_cap, completion_tokens)
 
     async def stream(self) -> AsyncIterator[str]:
-        terms = self.terms
-        pay_terms = await self.payer.begin()
-        params = {"job_id": terms.job_id, "award": terms.award_raw, "request": terms.request, "pay": pay_terms}
-        async with self.conn.open_stream(p.JOB_METHOD, params) as stream:
-            while True:
-                with trio.move_on_after(self.stall_timeout) as waited:
-                    try:
-                        msg = await stream.receive()
-                    except trio.EndOfChannel:
-                        raise ConnectionClosed("worker ended the job without a usage record") from None
-                if waited.cancelled_caught:
-                    raise WorkerStalled(f"worker sent nothing for {self.stall_timeout:g} s")
-                kind = p.ENVELOPE.validate(msg)["t"]
-                if kind == "chunk":
-                    chunk = p.CHUNK.validate(msg)
-                    self.completion_tokens += chunk["tokens"]
-                    self._check_claim(chunk["owed"])
-                    if self.first_token_at is None:
-                        self.first_token_at = trio.current_time()
-                    if chunk["text"]:
-                        yield chunk["text"]
-                    await self._pay(stream, chunk["owed"])
-                elif kind == "usage":
-                    usage = p.USAGE.validate(msg)
-                    exact = p.job_cost(
-                        terms.prompt_price, terms.completion_price, usage["prompt_tokens"], usage["completion_tokens"]
-                    )
-                    if usage["owed"] != exact or usage["completion_tokens"] != self.completion_tokens:
-                        raise OverCharged("the usage record does not match the prices and the tokens delivered")
-                    await self._pay(stream, exact)
-                    await stream.end()
-                    self.usage = JobUsage(
-                        usage["prompt_tokens"], usage["completion_tokens"], usage["finish_reason"], self.paid
-                    )
-                    break
-        await self.payer.finish()
+        try:
+            terms = self.terms
+            pay_terms = await self.payer.begin()
+            params = {"job_id": terms.job_id, "award": terms.award_raw, "request": terms.request, "pay": pay_terms}
+            async with self.conn.open_stream(p.JOB_METHOD, params) as stream:
+                while True:
+                    with trio.move_on_after(self.stall_timeout) as waited:
+                        try:
+                            msg = await stream.receive()
+                        except trio.EndOfChannel:
+                            raise ConnectionClosed("worker ended the job without a usage record") from None
+                    if waited.cancelled_caught:
+                        raise WorkerStalled(f"worker sent nothing for {self.stall_timeout:g} s")
+                    kind = p.ENVELOPE.validate(msg)["t"]
+                    if kind == "chunk":
+                        chunk = p.CHUNK.validate(msg)
+                        self.completion_tokens += chunk["tokens"]
+                        self._check_claim(chunk["owed"])
+                        if self.first_token_at is None:
+                            self.first_token_at = trio.current_time()
+                        if chunk["text"]:
+                            yield chunk["text"]
+                        await self._pay(stream, chunk["owed"])
+                    elif kind == "usage":
+                        usage = p.USAGE.validate(msg)
+                        exact = p.job_cost(
+                            terms.prompt_price, terms.completion_price, usage["prompt_tokens"],
+                            usage["completion_tokens"],
+                        )  # fmt: skip
+                        if usage["owed"] != exact or usage["completion_tokens"] != self.completion_tokens:
+                            raise OverCharged("the usage record does not match the prices and the tokens delivered")
+                        await self._pay(stream, exact)
+                        await stream.end()
+                        await self._wait_for_end(stream)  # leaving earlier would cancel the worker's side
+                        self.usage = JobUsage(
+                            usage["prompt_tokens"], usage["completion_tokens"], usage["finish_reason"], self.paid
+                        )
+                        break
+        finally:
+            with trio.CancelScope(shield=True):  # the payer learns the job is over, however it ended
+                await self.payer.finish()
+
+    async def _wait_for_end(self, stream: Any) -> None:
+        with trio.move_on_after(self.stall_timeout):
+            try:
+                while True:
+                    await stream.receive()
+            except (trio.EndOfChannel, ConnectionClosed, RemoteError):
+                pass
 
     def _check_claim(self, owed: int) -> None:
         if self.completion_tokens > self.terms.max_completion_tokens or owed > self._max_owed(self.completion_tokens):

@@ -36,7 +36,18 @@ class SessionPayee(Protocol):
     def paid(self) -> int: ...
 
     async def accept(self, state: dict[str, Any], delivered_value: int, credit: int) -> None:
-        """Validate and persist a payment; raise PaymentError when it is not acceptable."""
+        """Take a payment (counted in ``paid``); raise PaymentError when it is not acceptable."""
+        ...
+
+    async def release(self, delivered_value: int, credit: int) -> None:
+        """Called before a chunk goes out (and after the final payment): durably record the latest
+        payment with the value delivered once the chunk is out (``delivered_value``, cumulative);
+        raise PaymentError when that payment is invalid or leaves more than ``credit`` of what was
+        delivered before this chunk unpaid."""
+        ...
+
+    def end(self) -> None:
+        """The job is over (finished or not)."""
         ...
 
 
@@ -81,6 +92,12 @@ class LedgerPayee:
         if total > delivered_value:
             raise PaymentError("payment exceeds the value delivered")
         self._paid = total
+
+    async def release(self, delivered_value: int, credit: int) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
 
 
 class LedgerPayments:

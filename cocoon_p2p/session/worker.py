@@ -93,6 +93,7 @@ class WorkerSession:
             raise
         finally:
             self.stats.running -= 1
+            payee.end()
 
 
 class _Job:
@@ -128,6 +129,7 @@ class _Job:
                 nursery.start_soon(self._read_payments)
                 await self._generate()
                 await self._await_payment(self.delivered_value, 0, self.session.config.final_payment_timeout)
+                await self._release(self.delivered_value)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # Report the protocol outcome (payment lagging, rejected…) rather than trio's wrapper.
@@ -148,6 +150,7 @@ class _Job:
                     # the prompt is billed with the first chunk, so the first chunk never waits.
                     await self._await_payment(self.delivered_value, self.credit, self.session.config.payment_timeout)
                     owed_after = self.owed(prompt_tokens, completion + chunk.tokens)
+                    await self._release(owed_after)
                     completion += chunk.tokens
                     self.delivered_value = owed_after
                     await self.stream.send(
@@ -176,6 +179,14 @@ class _Job:
             return
         self.session.stats.payment_stops += 1
         raise RemoteError(p.PAYMENT_LAGGING, f"paid {self.payee.paid} of {value - credit} nanoTON due; stopping")
+
+    async def _release(self, value: int) -> None:
+        """Persist the latest payment with the value delivered once the next chunk is out, before it goes."""
+        try:
+            with trio.CancelScope(shield=True):  # a payment that arrived is kept even if the job is cancelled
+                await self.payee.release(value, self.credit)
+        except (PaymentError, CocoonError) as exc:
+            raise RemoteError(p.PAYMENT_REJECTED, str(exc)) from None
 
     async def _read_payments(self) -> None:
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from cocoon_p2p.identity import Identity
-from cocoon_p2p.node.config import ClientConfig, NodeConfig, WorkerConfig
+from cocoon_p2p.node.config import ClientConfig, NodeConfig, PaymentsConfig, WorkerConfig
 from cocoon_p2p.node.peer import Peer
 
 
@@ -21,6 +21,7 @@ class PeerSpec:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     chain: str | None = None
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
 
 
 @dataclass
@@ -55,6 +56,7 @@ async def peer_network(root: Path, specs: list[PeerSpec]) -> AsyncIterator[dict[
                 worker=spec.worker,
                 client=spec.client,
                 chain=spec.chain,
+                payments=spec.payments,
             )
             config.data_dir.mkdir(parents=True, exist_ok=True)
             peer = Peer(config, Identity.generate())
