@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/cocoon-p2p demo
+	$(VENV)/bin/cocoon-p2p demo --chain
 
 stop:
 	@test -x $(VENV)/bin/cocoon-p2p && $(VENV)/bin/cocoon-p2p devnet stop --dir .devnet || true
