@@ -54,6 +54,7 @@ class PaymentsConfig:
     conditional_close_s: int = 600
     misbehavior_fine: int = 10_000_000
     min_quarantine_s: int = 600  # the worker refuses channels it would have less time than this to defend
+    min_force_claim: int = 100_000_000  # the worker force-closes an unreachable client's channel only above this
     faucet_amount: int = 10_000_000_000  # devnet: what to ask the chain's faucet for...
     faucet_below: int = 1_000_000_000  # ...when the wallet holds less than this at start
     persist_slack: float = 0.5  # worker: share of the credit received payments may stay unpersisted (0: none)

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from ..errors import CocoonError, ConnectionClosed, RemoteError
+from ..errors import CocoonError, ConfigError, ConnectionClosed, RemoteError
 from ..identity import PeerId
 from . import onchain
 from .chain.base import CHANNEL_OPEN, CHANNEL_UNINITED, ChainBackend
@@ -128,8 +128,34 @@ class ChannelKeeper:
     config: Any  # node.config.PaymentsConfig
     counts: dict[str, int]
     balance: int | None
+    entries: dict[int, ChannelEntry]
 
     async def _connect(self, peer_id: PeerId) -> Any:
+        raise NotImplementedError
+
+    def _balance_changed(self) -> None:
+        raise NotImplementedError
+
+    def find(self, prefix: str) -> ChannelEntry:
+        prefix = prefix.strip().lower()
+        matches = [e for cid, e in self.entries.items() if len(prefix) >= 4 and f"{cid:032x}".startswith(prefix)]
+        if len(matches) != 1:
+            raise ConfigError(f"no single channel matches {prefix!r}; `cocoon-p2p channels` lists them")
+        return matches[0]
+
+    def admin_commands(self) -> dict[str, Any]:
+        async def channels(_: dict[str, str]) -> dict[str, Any]:
+            return {**await self.status(), "channels": [e.describe() for e in self.entries.values()]}
+
+        async def close(args: dict[str, str]) -> dict[str, Any]:
+            return await self.close(self.find(args.get("id", "")), fallback_force=False)
+
+        async def force(args: dict[str, str]) -> dict[str, Any]:
+            return await self.force_close(self.find(args.get("id", "")))
+
+        return {"channels": channels, "channels/close": close, "channels/force_close": force}
+
+    async def status(self) -> dict[str, Any]:
         raise NotImplementedError
 
     # ---- closing ----------------------------------------------------------------------------
@@ -150,8 +176,8 @@ class ChannelKeeper:
                 return await self._close_cooperatively(entry)
             except (ConnectionClosed, trio.TooSlowError, OSError) as exc:
                 # Unreachable: force. A peer that answered (busy, refusing) is asked again later.
-                if not fallback_force:
-                    raise
+                if not fallback_force or (not entry.is_payer and entry.amount < self.config.min_force_claim):
+                    raise  # (a worker does not spend gas on the chain to claim less than that)
                 log.warning("channel %032x: the other side is unreachable (%s); force-closing", entry.channel_id, exc)
                 return await self._force(entry)
         finally:
@@ -180,7 +206,7 @@ class ChannelKeeper:
         await channel.set_status(CLOSED)
         entry.held_close = None
         self.counts["closed_cooperatively"] += 1
-        self.balance = None
+        self._balance_changed()
         p = channel.params
         report: dict[str, Any] = {
             "id": f"{entry.channel_id:032x}", "how": "cooperative", "contract": entry.address,
@@ -206,7 +232,7 @@ class ChannelKeeper:
     async def _force(self, entry: ChannelEntry) -> dict[str, Any]:
         await onchain.force_close(self.backend, self.wallet, entry.channel, self.code)
         self.counts["force_closed"] += 1
-        self.balance = None
+        self._balance_changed()
         closing = entry.channel.params.closing
         log.warning("channel %032x force-closed: paid out after the quarantine", entry.channel_id)
         return {
@@ -237,7 +263,7 @@ class ChannelKeeper:
             log.info("channel %032x: %s", entry.channel_id, done)
             if done == "challenged":
                 self.counts["challenged"] += 1
-            self.balance = None
+            self._balance_changed()
         if channel.status == CLOSED:
             return
         state = await self.backend.get_channel_state(entry.address)

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from ..errors import CocoonError, ConfigError, ConnectionClosed, RemoteError
+from ..errors import CocoonError, ConnectionClosed, RemoteError
 from ..identity import Identity, PeerId
 from ..identity.keystore import load_identity, save_identity
 from ..net import TcpNetwork
@@ -137,6 +137,18 @@ class ChannelPayments(ChannelKeeper):
             await trio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
+    def _balance_changed(self) -> None:
+        """Refresh the wallet balance shown in status and metrics after an action that moved coins."""
+
+        async def refresh() -> None:
+            try:
+                self.balance = await self.wallet.balance()
+            except ChainError:
+                pass
+
+        if self._nursery is not None:
+            self._nursery.start_soon(refresh)
+
     def _load_channels(self) -> None:
         for cid in self.store.channel_ids():
             loaded = self.store.load(cid)
@@ -229,7 +241,7 @@ class ChannelPayments(ChannelKeeper):
         self.counts["opened"] += 1
         self._add(entry)
         log.info("opened channel %032x to %s with %d nanoTON", params.channel_id, worker.short, params.deposit_a)
-        self.balance = None
+        self._balance_changed()
         return entry
 
     async def _connect(self, peer_id: PeerId) -> Any:
@@ -341,25 +353,6 @@ class ChannelPayments(ChannelKeeper):
         return {"sig": mine}
 
     # ---- admin, status, metrics ---------------------------------------------------------------
-
-    def find(self, prefix: str) -> ChannelEntry:
-        prefix = prefix.strip().lower()
-        matches = [e for cid, e in self.entries.items() if len(prefix) >= 4 and f"{cid:032x}".startswith(prefix)]
-        if len(matches) != 1:
-            raise ConfigError(f"no single channel matches {prefix!r}; `cocoon-p2p channels` lists them")
-        return matches[0]
-
-    def admin_commands(self) -> dict[str, Any]:
-        async def channels(_: dict[str, str]) -> dict[str, Any]:
-            return {**await self.status(), "channels": [e.describe() for e in self.entries.values()]}
-
-        async def close(args: dict[str, str]) -> dict[str, Any]:
-            return await self.close(self.find(args.get("id", "")), fallback_force=False)
-
-        async def force(args: dict[str, str]) -> dict[str, Any]:
-            return await self.force_close(self.find(args.get("id", "")))
-
-        return {"channels": channels, "channels/close": close, "channels/force_close": force}
 
     async def status(self) -> dict[str, Any]:
         try:

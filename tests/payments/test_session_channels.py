@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cocoon_p2p.errors import RemoteError
+from cocoon_p2p.errors import ConfigError, RemoteError
 from cocoon_p2p.payments.chain import CHANNEL_CLOSURE_STARTED, CHANNEL_UNINITED
 from cocoon_p2p.payments.channel import CLOSED, OPEN, PayeeChannel
 
@@ -123,3 +123,26 @@ async def test_pay_open_refuses_a_channel_the_worker_could_not_use(tmp_path: Pat
         payer = await pay(client).payer_for(worker.identity.peer_id, "", 10**6)  # no offer at hand: pay.info
         assert payer.channel.params.address_b == pay(worker).wallet_address
         await payer.finish()
+
+
+async def test_admin_commands_list_close_and_force_close_by_id_prefix(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        client, worker = await w.start("client", ["client"]), await w.start("worker", ["worker"])
+        payer, _ = await run_job(client, worker, [V] * 2)
+        commands = pay(worker).admin_commands()
+        listing = await commands["channels"]({})
+        assert listing["earned_unclaimed_nanoton"] == 2 * V and listing["wallet"] == pay(worker).wallet_address
+        cid = f"{payer.entry.channel_id:032x}"
+        with pytest.raises(ConfigError):
+            await commands["channels/close"]({"id": "zz"})
+        report = await commands["channels/force_close"]({"id": cid[:8]})  # the worker claims what it was paid
+        assert report["how"] == "force" and report["claimed_nanoton"] == 2 * V
+        quarantine = (await w.chain.get_channel_data(payer.entry.address)).quarantine
+        assert quarantine is not None and quarantine.state_a.sent == 2 * V
+
+        async def client_noticed() -> bool:
+            return payer.entry.channel.status == "closing"
+
+        await eventually(client_noticed, "the client's watcher saw the channel closing")
+        status = await pay(client).status()
+        assert status["channels_open"] == 1 and status["locked_nanoton"] == payer.entry.remaining()
