@@ -178,13 +178,7 @@ class CocoonClient:
         """
         try:
             second = await self.market.award_next(outcome)
-            conn = await self.host.connect(second.winner.worker_addr, expected=second.winner.worker_id)
-            payer = await self.payments.payer_for(second.winner.worker_id, "", 0)
-            terms = JobTerms(
-                second.award.job_id, second.award.raw, _wire_request(request, max_tokens),
-                second.clearing.prompt, second.clearing.completion, max_tokens,
-            )  # fmt: skip
-            job = JobRun(conn, terms, payer, stall_timeout=self.settings.stall_timeout)
+            job = await self._start_job(second, request, max_tokens)
             check = "".join([piece async for piece in job.stream()])
         except (CocoonError, trio.TooSlowError) as exc:
             log.info("spot check skipped: %s", exc)
@@ -213,6 +207,18 @@ class CocoonClient:
         except CocoonError as exc:
             raise PaymentFailed(f"could not set up the payment to {worker.short}: {exc}") from None
 
+    async def _start_job(self, outcome: AuctionOutcome, request: CompletionRequest, max_tokens: int) -> JobRun:
+        """Connect to the awarded worker, set up its payer, and prepare the job (not yet sent)."""
+        winner = outcome.winner
+        conn = await self.host.connect(winner.worker_addr, expected=winner.worker_id)
+        budget = outcome.clearing.cost(outcome.rfq.prompt_tokens * 4, max_tokens)
+        payer = await self._payer(winner.worker_id, request.model, budget)
+        terms = JobTerms(
+            outcome.award.job_id, outcome.award.raw, _wire_request(request, max_tokens),
+            outcome.clearing.prompt, outcome.clearing.completion, max_tokens,
+        )  # fmt: skip
+        return JobRun(conn, terms, payer, stall_timeout=self.settings.stall_timeout)
+
     async def _run(
         self, request: CompletionRequest, max_tokens: int, outcome: AuctionOutcome, handle: _Stream
     ) -> AsyncIterator[TextDelta]:
@@ -224,14 +230,7 @@ class CocoonClient:
             worker = winner.worker_id
             job = None
             try:
-                conn = await self.host.connect(winner.worker_addr, expected=worker)
-                budget = outcome.clearing.cost(outcome.rfq.prompt_tokens * 4, max_tokens)
-                payer = await self._payer(worker, request.model, budget)
-                terms = JobTerms(
-                    outcome.award.job_id, outcome.award.raw, _wire_request(request, max_tokens),
-                    outcome.clearing.prompt, outcome.clearing.completion, max_tokens,
-                )  # fmt: skip
-                job = JobRun(conn, terms, payer, stall_timeout=self.settings.stall_timeout)
+                job = await self._start_job(outcome, request, max_tokens)
                 started = trio.current_time()
                 produced = ""
                 async for text in job.stream():
@@ -266,7 +265,7 @@ class CocoonClient:
                     worker=str(worker),
                     job_id=outcome.award.job_id.hex(),
                     price=TokenPrices(outcome.clearing.prompt, outcome.clearing.completion),
-                    payments=payer.summary() if hasattr(payer, "summary") else None,
+                    payments=job.payer.summary() if hasattr(job.payer, "summary") else None,
                 )
                 return
             except (ConnectionClosed, WorkerStalled, RemoteError, OverCharged, trio.TooSlowError) as exc:
