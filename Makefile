@@ -25,7 +25,7 @@ stop:
 	@test -x $(VENV)/bin/cocoon-p2p && $(VENV)/bin/cocoon-p2p devnet stop --dir .devnet || true
 
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 --reruns 1
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" -x

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 
 from cocoon_p2p.identity import Identity
@@ -36,3 +40,23 @@ def _raise_fd_limit() -> None:
 
 
 _raise_fd_limit()
+
+
+#: A rare lost wake-up has hung two trio tests once each in full-suite runs (never when run alone).
+#: Every async test gets a trio deadline so a hang fails cleanly instead of stalling CI, and
+#: `make test` re-runs a failed test once (pytest-rerunfailures). Follow-up: find the lost wake-up.
+TEST_DEADLINE = 600.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fn = getattr(item, "obj", None)
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def guarded(*args: object, __fn: Any = fn, **kwargs: object) -> object:
+                with trio.fail_after(TEST_DEADLINE):
+                    return await __fn(*args, **kwargs)
+
+            item.obj = guarded  # type: ignore[attr-defined]
