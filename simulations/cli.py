@@ -4,6 +4,7 @@
     python -m simulations run netcheck --nodes 500 --seed 1 [--out DIR] [--one-way-ms 40 ...]
     python -m simulations sweep netcheck --grid nodes=100,500 --grid latency=coords,regions \
         --seeds 1,2,3 --workers 4 --out results/sweep-netcheck
+    python -m simulations plot results/sweep-netcheck --x nodes --y rtt_p50_s
 
 Scenario knobs become flags (``one_way_ms`` -> ``--one-way-ms``); ``run SCENARIO
 --help`` lists them with their defaults.
@@ -122,7 +123,10 @@ def cmd_sweep(prog: str, name: str, argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m simulations") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: {prog} {{list | run SCENARIO [knobs] | sweep SCENARIO [--grid K=V1,V2] [knobs]}}"
+    usage = (
+        f"usage: {prog} {{list | run SCENARIO [knobs] | sweep SCENARIO [--grid K=V1,V2] [knobs] "
+        "| plot SWEEP_DIR --x KNOB --y COLUMNS}"
+    )
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         print(__doc__)
@@ -130,6 +134,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m simulations")
     command, rest = argv[0], argv[1:]
     if command == "list":
         return cmd_list()
+    if command == "plot":
+        from .sweep_plot import cmd_plot
+
+        return cmd_plot(prog, rest)
     if command not in ("run", "sweep"):
         print(usage, file=sys.stderr)
         return 2

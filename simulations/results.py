@@ -163,6 +163,34 @@ def plot_scatter(
     return _save(fig, plt, path)
 
 
+def plot_points(
+    path: Path,
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: bool = False,
+    lines: bool = False,
+) -> Path:
+    """One marker series (optionally joined by lines) per name: ``{name: (xs, ys)}``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, (xs, ys) in series.items():
+        if lines:
+            ax.plot(xs, ys, marker="o", markersize=4, label=name)
+        else:
+            ax.scatter(xs, ys, s=12, alpha=0.7, label=name)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, plt, path)
+
+
 def plot_lines(
     path: Path, xs: Sequence[float], series: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str
 ) -> Path:

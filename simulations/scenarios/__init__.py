@@ -23,18 +23,14 @@ SCENARIOS: dict[str, str] = {
     "netcheck": "simulations.scenarios.netcheck",
     "rpcping": "simulations.scenarios.rpcping",
     "dht": "simulations.scenarios.dht",
+    "gossip": "simulations.scenarios.gossip",
+    "market": "simulations.scenarios.market",
+    "attacks": "simulations.scenarios.attacks",
+    "payments": "simulations.scenarios.payments",
 }
 
 #: Scenarios waiting on a protocol layer: name -> the question they will answer.
-PLANNED: dict[str, str] = {
-    "gossip": "How fast and how completely does an RFQ reach subscribed workers (delivery ratio, "
-    "latency percentiles, duplicates per peer) under churn and loss?",
-    "market": "Given the bid window, how often do clients get a bid, how close is the clearing price "
-    "to the best offer, and how does load spread across workers?",
-    "payments": "How much value is at risk per channel (credit granted vs paid) when workers or "
-    "clients vanish mid-job, and how long do force-closes take?",
-    "attacks": "How much do Sybil/eclipse peers, spam RFQs and bid-withholding degrade lookups, delivery and prices?",
-}
+PLANNED: dict[str, str] = {}
 
 
 class UnknownScenario(KeyError):

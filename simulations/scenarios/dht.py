@@ -1,15 +1,19 @@
 """dht: Kademlia lookups on the production DHT, as the network grows and churns.
 
-Each peer runs an unmodified ``Host`` + ``Dht`` on its simulated endpoint. Peers
-join over ``join_spread_s`` through the bootstrap peer (peer 0, never churned)
-and one random peer already online, then publish their peer record. After
-``settle_s`` the measurement window opens: ``lookups`` lookups start at random
-times from random online peers, half of each kind:
+Each peer runs an unmodified ``Host`` + ``Dht`` on its simulated endpoint
+(``simulations.swarm``). With ``--join protocol`` peers join over
+``join_spread_s`` through the bootstrap peer (peer 0, never churned) and one
+random peer already online, then publish their peer record; with ``--join warm``
+the swarm starts converged (tables and peer records from ground truth), which
+is how 10,000-peer runs fit in minutes. After ``settle_s`` the measurement
+window opens: ``lookups`` lookups start at random times from random online
+peers, half of each kind:
 
 - ``find_peer``: resolve a random online peer's address through its signed peer
   record; ``ok`` = the right address came back;
 - ``closest``: ``lookup_nodes`` on a random key; ``overlap`` = share of the true
-  k closest online peers (ground truth from the simulator) that it returned.
+  k closest online peers (ground truth from the simulator) that it returned;
+  ``hops`` = the lookup's depth to the nearest peer that answered.
 
 With ``--churn weibull:600:0.5`` (session length) and ``--downtime exp:300``,
 peers other than the bootstrap leave (process exit: sockets closed) and return
@@ -20,14 +24,15 @@ phase on; their first session is a residual draw, so departures are spread out.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ..churn import ChurnModel, parse_distribution
-from ..harness import Knob, Progress, Seeds, World, percentile, simulate
+from ..harness import Knob, Progress, Seeds, World, percentile
 from ..results import Tables, plot_cdf, plot_lines
+from ..swarm import SWARM_KNOBS, Swarm, churn_schedules, dht_config, dht_factory, simulate_swarm
 
 NAME = "dht"
 QUESTION = (
@@ -36,78 +41,40 @@ QUESTION = (
 KNOBS: dict[str, Knob] = {
     "nodes": Knob(200, "number of simulated peers"),
     "one_way_ms": Knob(75.0, "one-way delay: the constant, or the largest across the plane for coords"),
-    "join_spread_s": Knob(60.0, "peers join at uniform random times over this many seconds"),
+    **SWARM_KNOBS,
+    "join_spread_s": Knob(60.0, "join protocol: peers join at uniform random times over this many seconds"),
     "settle_s": Knob(60.0, "quiet time between the last join and the first measured lookup"),
     "duration_s": Knob(300.0, "length of the measurement window"),
     "lookups": Knob(200, "lookups in the window (half find_peer, half closest)"),
-    "churn": Knob("none", "session-time distribution, e.g. weibull:600:0.5, exp:600, pareto:600:2; none = no churn"),
-    "downtime": Knob("exp:300", "offline-time distribution between sessions (with --churn)"),
-    "k": Knob(20, "Kademlia k (bucket size, lookup width)"),
-    "alpha": Knob(3, "lookup queries in flight"),
-    "query_timeout": Knob(3.0, "seconds before one DHT query counts as failed"),
     "sample_every_s": Knob(10.0, "how often the timeline table samples the online count"),
 }
-PORT = 7400
+#: Virtual time at which a warm start fills the tables (every peer is listening by then).
+WARM_AT = 0.001
 
 
 def run(params: dict[str, Any], seeds: Seeds, progress: Progress) -> Tables:
-    from cocoon_p2p.dht import Dht, DhtConfig
-    from cocoon_p2p.rpc import Host
-
     nodes = params["nodes"]
     if nodes < 2:
         raise ValueError("the dht scenario needs at least 2 nodes")
+    if params["join"] not in ("protocol", "warm"):
+        raise ValueError("--join is protocol or warm")
+    warm = params["join"] == "warm"
     world = World.from_params(params, seeds)
-    config = DhtConfig(k=params["k"], alpha=params["alpha"], query_timeout=params["query_timeout"])
-    ips = [world.ip(i) for i in range(nodes)]
-    identities = [world.identity(i) for i in range(nodes)]
-    ids = [identity.peer_id for identity in identities]
-    join_end = params["join_spread_s"]
+    swarm = Swarm(world, nodes, dht_config=dht_config(params), prefix="dht", make_dht=dht_factory(params, world))
+    ids, ips, online = swarm.ids, swarm.ips, swarm.online
+    join_end = WARM_AT if warm else params["join_spread_s"]
     window_start = join_end + params["settle_s"]
     window_end = window_start + params["duration_s"]
     progress.set_total(window_end)
 
-    online: dict[int, tuple[Dht, trio.Nursery]] = {}
-    sessions = [0] * nodes
     lookup_rows: list[dict[str, Any] | None] = [None] * params["lookups"]
     timeline: list[dict[str, Any]] = []
     rng_join = seeds.rng("dht/join")
-    join_at = [0.0] + [rng_join.uniform(0.0, join_end) for _ in range(1, nodes)]
-    schedules = _churn_schedules(params, seeds, nodes, join_end, window_end)
-
-    async def session(i: int, index: int) -> None:
-        endpoint = world.network.endpoint(ips[i])
-        host = Host(identities[i], endpoint, listen=f"{ips[i]}:{PORT}")
-        dht = Dht(host, world.wall, config=config, rng=seeds.rng(f"dht/peer/{i}/{index}"))
-        sessions[i] += 1
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(host.run)
-                await nursery.start(dht.run)
-                online[i] = (dht, nursery)
-                if i != 0:
-                    # Bootstrap through peer 0 and one random peer already online.
-                    others = sorted(j for j in online if j not in (0, i))
-                    pick = seeds.rng(f"dht/boot/{i}/{index}")
-                    entries = [0] + ([others[pick.randrange(len(others))]] if others else [])
-                    await dht.bootstrap([(ids[j], f"{ips[j]}:{PORT}") for j in entries])
-                await dht.publish_self()
-                await trio.sleep_forever()
-        finally:
-            online.pop(i, None)
-            endpoint.crash()  # whatever the cancelled tasks left open goes with the process
-
-    async def peer_life(i: int) -> None:
-        await trio.sleep(join_at[i])
-        with trio.move_on_at(schedules[i][0][1] if schedules[i] else math.inf):
-            await session(i, 0)
-        for index, (start, end) in enumerate(schedules[i][1:], start=1):
-            await trio.sleep_until(start)
-            with trio.move_on_at(end):
-                await session(i, index)
+    join_at = [0.0] + [0.0 if warm else rng_join.uniform(0.0, join_end) for _ in range(1, nodes)]
+    schedules = churn_schedules(params, seeds, nodes, join_end, window_end, "dht")
 
     async def lookup(n: int, src: int, kind: str, target: Any, truth: set[Any], started: float) -> None:
-        dht = online[src][0]
+        dht = online[src].dht
         row = {
             "t_s": started,
             "src": ips[src],
@@ -124,7 +91,7 @@ def run(params: dict[str, Any], seeds: Seeds, progress: Progress) -> Tables:
         lookup_rows[n] = row
         if kind == "find_peer":
             addresses = await dht.find_peer(ids[target])
-            row["ok"] = int(f"{ips[target]}:{PORT}" in addresses)
+            row["ok"] = int(swarm.addresses[target] in addresses)
         else:
             result = await dht.lookup_nodes(target)
             got = {c.peer_id for c in result.closest}
@@ -150,44 +117,42 @@ def run(params: dict[str, Any], seeds: Seeds, progress: Progress) -> Tables:
                 kind, truth = "find_peer", set()
             else:
                 key = rng.randbytes(32)
-                key_int = int.from_bytes(key, "big")
-                nearest = sorted((j for j in live if j != src), key=lambda j: ids[j].as_int ^ key_int)
-                kind, target, truth = "closest", key, {ids[j] for j in nearest[: params["k"]]}
+                nearest = swarm.closest(int.from_bytes(key, "big"), live, params["k"], exclude=src)
+                kind, target, truth = "closest", key, {ids[j] for j in nearest}
             # In the source's own nursery, so the lookup dies with its peer (row stays aborted).
-            online[src][1].start_soon(lookup, n, src, kind, target, truth, trio.current_time())
+            online[src].nursery.start_soon(lookup, n, src, kind, target, truth, trio.current_time())
 
     async def sampler() -> None:
         while True:
-            timeline.append({"t_s": trio.current_time(), "online": len(online)})
+            total = world.network.total_stats()
+            timeline.append(
+                {
+                    "t_s": trio.current_time(),
+                    "online": len(online),
+                    "dials": total.dials,
+                    "bytes_sent": total.bytes_sent,
+                    "open_connections": world.network.open_connections,
+                }
+            )
             await trio.sleep(params["sample_every_s"])
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(sampler)
             for i in range(nodes):
-                nursery.start_soon(peer_life, i)
+                # A warm start means "already joined"; later sessions (after churn) always join by protocol.
+                nursery.start_soon(partial(swarm.life, i, join_at[i], schedules[i], join=not warm))
+            if warm:
+                await trio.sleep_until(WARM_AT)
+                swarm.warm_up(seeds.rng("dht/warm"), trio.current_time())
+            nursery.start_soon(sampler)
             await lookups()
             await trio.sleep_until(window_end + 4 * params["query_timeout"])  # let the last lookups finish
             nursery.cancel_scope.cancel()
 
-    simulate(main, seeds=seeds, progress=progress)
+    simulate_swarm(main, seeds=seeds, progress=progress)
     rows = [row for row in lookup_rows if row is not None]
-    peers = [{"host": ip, "sessions": sessions[i], **vars(world.network.stats(ip))} for i, ip in enumerate(ips)]
+    peers = [{"host": ip, "sessions": swarm.sessions[i], **vars(world.network.stats(ip))} for i, ip in enumerate(ips)]
     return {"rows": rows, "timeline": timeline, "peers": peers}
-
-
-def _churn_schedules(
-    params: dict[str, Any], seeds: Seeds, nodes: int, start: float, end: float
-) -> list[list[tuple[float, float]]]:
-    """Online intervals per peer from ``start`` (the end of joining) on; [] = always online."""
-    if params["churn"] == "none":
-        return [[] for _ in range(nodes)]
-    model = ChurnModel(parse_distribution(params["churn"]), parse_distribution(params["downtime"]))
-    schedules: list[list[tuple[float, float]]] = [[]]  # the bootstrap peer stays
-    for i in range(1, nodes):
-        intervals = model.schedule(seeds.rng(f"dht/churn/{i}"), end - start, start_online=True)
-        schedules.append([(start + a, start + b) for a, b in intervals] or [(start, start)])
-    return schedules
 
 
 def summarize(tables: Tables) -> dict[str, Any]:
@@ -196,6 +161,7 @@ def summarize(tables: Tables) -> dict[str, Any]:
     finds = [r for r in done if r["kind"] == "find_peer"]
     closest = [r for r in done if r["kind"] == "closest"]
     elapsed = [r["elapsed_s"] for r in done]
+    hops = [r["hops"] for r in closest]
     online = [s["online"] for s in tables["timeline"]]
     return {
         "lookups": len(rows),
@@ -203,8 +169,11 @@ def summarize(tables: Tables) -> dict[str, Any]:
         "find_peer_success": sum(r["ok"] for r in finds) / len(finds) if finds else math.nan,
         "closest_overlap_mean": sum(r["overlap"] for r in closest) / len(closest) if closest else math.nan,
         "closest_exact": sum(r["ok"] for r in closest) / len(closest) if closest else math.nan,
-        "hops_p50": percentile([r["hops"] for r in closest], 50),
-        "hops_p90": percentile([r["hops"] for r in closest], 90),
+        "hops_mean": sum(hops) / len(hops) if hops else math.nan,
+        "hops_p50": percentile(hops, 50),
+        "hops_p90": percentile(hops, 90),
+        "hops_p99": percentile(hops, 99),
+        "hops_max": max(hops, default=0),
         "queries_mean": sum(r["queries"] for r in closest) / len(closest) if closest else math.nan,
         "latency_p50_s": percentile(elapsed, 50),
         "latency_p90_s": percentile(elapsed, 90),
