@@ -303,7 +303,13 @@ class Connection:
             return
         scope = trio.CancelScope()
         self._handlers[call_id] = scope
-        self._nursery.start_soon(self._run_handler, kind, call_id, req["m"], req["p"], scope)
+        stream: Stream | None = None
+        if kind == "sopen":
+            # Registered now, not when the handler task first runs: the opener may send items
+            # right behind ``sopen``, and the read loop can dispatch them before that task starts.
+            stream = Stream(self, call_id, self.limits.stream_window)
+            self._streams[call_id] = stream
+        self._nursery.start_soon(self._run_handler, call_id, req["m"], req["p"], scope, stream)
 
     async def _run_inline(self, call_id: int, method: str, params: dict[str, Any]) -> None:
         if not self._admit(call_id):
@@ -322,13 +328,12 @@ class Connection:
         await self._send_quietly({"t": "res", "id": call_id, "r": result})
 
     async def _run_handler(
-        self, kind: str, call_id: int, method: str, params: dict[str, Any], scope: trio.CancelScope
+        self, call_id: int, method: str, params: dict[str, Any], scope: trio.CancelScope, stream: Stream | None
     ) -> None:
         ctx = CallContext(self.peer_id, self.remote_address, self)
-        stream: Stream | None = None
         try:
             with scope:
-                if kind == "req":
+                if stream is None:
                     handler = self.router.unary_handlers.get(method)
                     if handler is None:
                         raise RemoteError("unknown_method", method)
@@ -338,8 +343,6 @@ class Connection:
                     stream_handler = self.router.stream_handlers.get(method)
                     if stream_handler is None:
                         raise RemoteError("unknown_method", method)
-                    stream = Stream(self, call_id, self.limits.stream_window)
-                    self._streams[call_id] = stream
                     await stream_handler(ctx, params, stream)
                     await stream.end()
         except RemoteError as exc:
