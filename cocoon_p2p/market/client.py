@@ -19,6 +19,7 @@ from ..rpc import CallContext, Host
 from .auction import Decision, decide
 from .envelope import Inbox, Timing, now_ms
 from .errors import AllAboveMaxPrice, AuctionFailed, AwardFailed, MessageRejected, NoBids, NoOffers
+from .expected import ExpectedBidders
 from .messages import Award, Bid, Prices, Rfq
 from .offer import find_offers, install_offer_validator
 from .transport import RfqTransport
@@ -35,6 +36,9 @@ class ClientMarketConfig:
     award_ttl_ms: int = 60_000  # the winner must see the job start within this
     award_timeout: float = 3.0
     max_bids: int = 256  # per auction; more are refused
+    # Close the bid window early once every worker with a live offer in the DHT has bid.
+    close_when_all_bid: bool = True
+    offers_ttl: float = 30.0  # how long the client trusts its view of who offers a model
     timing: Timing = field(default_factory=Timing)
 
     def __post_init__(self) -> None:
@@ -66,6 +70,12 @@ class AuctionOutcome:
 class _Auction:
     rfq: Rfq
     bids: list[Bid] = field(default_factory=list)
+    expected: frozenset[PeerId] | None = None  # None until known; then closes once all have bid
+    complete: trio.Event = field(default_factory=trio.Event)
+
+    def check_complete(self) -> None:
+        if self.expected and self.expected <= {b.worker_id for b in self.bids}:
+            self.complete.set()
 
 
 class ClientMarket:
@@ -95,6 +105,7 @@ class ClientMarket:
         self.config = config or ClientMarketConfig()
         self._open: dict[bytes, _Auction] = {}
         self._bid_inbox = Inbox("bid", clock, self.config.timing)
+        self.expected_bidders = ExpectedBidders(dht, ttl=self.config.offers_ttl)
         self.stats: Counter[str] = Counter()
         install_offer_validator(dht)
         host.router.unary(BID_METHOD, self._on_bid)
@@ -120,6 +131,7 @@ class ClientMarket:
             raise MessageRejected("auction_closed", "this auction has all the bids it takes")
         self._bid_inbox.admit([(bid.job_id, bid.worker_key)], bid.expires_ms)
         auction.bids.append(bid)
+        auction.check_complete()
         return bid
 
     # --- auctions ------------------------------------------------------------
@@ -179,13 +191,27 @@ class ClientMarket:
         auction = self._open[rfq.job_id] = _Auction(rfq)
         try:
             # Publishing runs inside the window: a slow fan-out eats into it instead of extending it.
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._publish, rfq)
-                await trio.sleep(bid_window)
-                nursery.cancel_scope.cancel()
+            with trio.move_on_after(bid_window) as window:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._publish, rfq)
+                    if self.config.close_when_all_bid:
+                        nursery.start_soon(self._learn_expected, auction, max_prices)
+                    await auction.complete.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             del self._open[rfq.job_id]
+        if not window.cancelled_caught:
+            self.stats["closed_early"] += 1
+        elif auction.expected:
+            # Someone we counted on stayed silent: look again before the next auction.
+            self.expected_bidders.forget(model_id)
         return rfq, list(auction.bids)
+
+    async def _learn_expected(self, auction: _Auction, max_prices: Prices) -> None:
+        auction.expected = await self.expected_bidders.for_model(
+            auction.rfq.model, max_prices, exclude=self.host.peer_id
+        )
+        auction.check_complete()
 
     async def _publish(self, rfq: Rfq) -> None:
         try:
