@@ -70,7 +70,7 @@ class Dht:
         self.rng = rng or random.Random()
         self.advertise = advertise
         self.table = RoutingTable(host.peer_id, k=self.config.k, per_subnet=self.config.per_subnet)
-        self.store = RecordStore()
+        self.store = RecordStore(rng=self.rng)
         self.validator = RecordValidator(max_size=host.limits.max_record)
         self.published: dict[tuple[str, bytes], Record] = {}
         self.rpcs_sent = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 
 from .records import Record, RecordRejected
@@ -10,13 +11,18 @@ from .records import Record, RecordRejected
 class RecordStore:
     """Keeps at most ``per_key`` publishers per key and ``total`` records in all.
 
-    When full, the record closest to expiry is evicted first: it is the one the
-    network will lose soonest anyway.
+    A full key evicts a random publisher. Evicting by expiry instead would make all
+    k holders of a popular key keep the same newest ``per_key`` publishers, so every
+    reader would see one small, recent subset (gossip mesh discovery then strings
+    subscribers along in join order); random victims give each holder a different
+    sample. When the whole store is full, the record closest to expiry goes: it is
+    the one the network will lose soonest anyway.
     """
 
-    def __init__(self, *, per_key: int = 64, total: int = 50_000) -> None:
+    def __init__(self, *, per_key: int = 64, total: int = 50_000, rng: random.Random | None = None) -> None:
         self.per_key = per_key
         self.total = total
+        self._rng = rng or random.Random()
         self._by_key: dict[bytes, dict[bytes, Record]] = defaultdict(dict)
         self._count = 0
 
@@ -66,7 +72,8 @@ class RecordStore:
         return dropped
 
     def _evict_from(self, slot: dict[bytes, Record], now: float) -> None:
-        victim = min(slot, key=lambda p: slot[p].expires)
+        expired = [p for p, r in slot.items() if r.expires <= now]
+        victim = expired[0] if expired else self._rng.choice(sorted(slot))
         del slot[victim]
         self._count -= 1
 
