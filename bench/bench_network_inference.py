@@ -5,7 +5,9 @@ Network path: client peer -> auction -> Noise session -> worker -> llama.cpp -> 
 GGUF, greedy, same prompt and max_tokens. Connections are warm (one job first).
 
 Targets (issue: inference): decode tokens/s through the network ≥ 0.97× local; time to first
-token overhead (network TTFT − local TTFT) ≤ bid window + 30 ms.
+token overhead (network TTFT − local TTFT) ≤ bid window + 30 ms. The overhead includes the whole
+auction; with one worker on offer the client closes the window as soon as that worker has bid
+(docs/PROTOCOL.md, early close), so the figure is usually well under the window.
 """
 
 from __future__ import annotations
