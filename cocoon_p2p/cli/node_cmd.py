@@ -87,7 +87,11 @@ def add_node_arguments(node: argparse.ArgumentParser, add_common: Callable[[argp
     node.add_argument("--max-concurrent", type=int, help="worker: jobs served at once")
     node.add_argument("--chain", help="host:port of a `cocoon-p2p chain` service (enables payments)")
     node.add_argument("--gateway-listen", help="client role: serve the OpenAI-compatible API on host:port")
-    node.add_argument("--rfq-transport", choices=["direct", "gossip"], help="how RFQs reach workers")
+    node.add_argument(
+        "--rfq-transport",
+        choices=["gossip", "direct"],
+        help="how RFQs reach workers: gossip on the model topic (default) or direct RPC to offering workers",
+    )
     node.add_argument("--admin-listen", help="loopback host:port of the admin API (default: any free port)")
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 

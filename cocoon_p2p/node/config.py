@@ -72,7 +72,7 @@ class NodeConfig:
     log_level: str = "info"
     chain: str | None = None  # address of a `cocoon-p2p chain` service; None = unpaid ledger mode
     gateway_listen: str | None = None  # client role: serve the OpenAI-compatible API here (loopback)
-    rfq_transport: str = "direct"  # direct (RPC to offering workers) | gossip
+    rfq_transport: str = "gossip"  # gossip (RFQ on the model topic) | direct (RPC to offering workers)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
