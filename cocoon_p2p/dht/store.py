@@ -11,18 +11,20 @@ from .records import Record, RecordRejected
 class RecordStore:
     """Keeps at most ``per_key`` publishers per key and ``total`` records in all.
 
-    A full key evicts a random publisher. Evicting by expiry instead would make all
-    k holders of a popular key keep the same newest ``per_key`` publishers, so every
-    reader would see one small, recent subset (gossip mesh discovery then strings
-    subscribers along in join order); random victims give each holder a different
-    sample. When the whole store is full, the record closest to expiry goes: it is
-    the one the network will lose soonest anyway.
+    A full key keeps a uniform random sample of the publishers that offered it a
+    record (reservoir sampling: the n-th newcomer gets in with probability
+    ``per_key / n``, in place of a random holder). Keeping the newest instead would
+    make all k holders of a popular key show readers the same few recent publishers,
+    and gossip mesh discovery would then string subscribers along in join order.
+    Expired records always make room first. When the whole store is full, the
+    record closest to expiry goes: it is the one the network will lose soonest.
     """
 
     def __init__(self, *, per_key: int = 64, total: int = 50_000, rng: random.Random | None = None) -> None:
         self.per_key = per_key
         self.total = total
         self._rng = rng or random.Random()
+        self._offered: dict[bytes, int] = {}  # publishers that offered a full key a record, per key
         self._by_key: dict[bytes, dict[bytes, Record]] = defaultdict(dict)
         self._count = 0
 
@@ -30,7 +32,8 @@ class RecordStore:
         return self._count
 
     def put(self, record: Record, now: float) -> bool:
-        """Store a validated record; False when an equal or newer one is already held."""
+        """Store a validated record; False when an equal or newer one is already held, or when a
+        full key leaves this publisher out of its sample."""
         slot = self._by_key[record.key]
         current = slot.get(record.publisher)
         if current is not None:
@@ -40,8 +43,8 @@ class RecordStore:
                 return False
             slot[record.publisher] = record
             return True
-        if len(slot) >= self.per_key:
-            self._evict_from(slot, now)
+        if len(slot) >= self.per_key and not self._make_room(record.key, slot, now):
+            return False
         if self._count >= self.total:
             self._evict_global(now)
         slot[record.publisher] = record
@@ -68,14 +71,23 @@ class RecordStore:
                 dropped += 1
             if not slot:
                 del self._by_key[key]
+                self._offered.pop(key, None)
         self._count -= dropped
         return dropped
 
-    def _evict_from(self, slot: dict[bytes, Record], now: float) -> None:
+    def _make_room(self, key: bytes, slot: dict[bytes, Record], now: float) -> bool:
+        """Free a place in a full key for a newcomer, or decide (by chance) to leave it out."""
         expired = [p for p, r in slot.items() if r.expires <= now]
-        victim = expired[0] if expired else self._rng.choice(sorted(slot))
+        if expired:
+            victim = expired[0]
+        else:
+            offered = self._offered[key] = self._offered.get(key, self.per_key) + 1
+            if self._rng.random() * offered >= self.per_key:
+                return False
+            victim = self._rng.choice(sorted(slot))
         del slot[victim]
         self._count -= 1
+        return True
 
     def _evict_global(self, now: float) -> None:
         self.expire(now)

@@ -65,3 +65,18 @@ def test_a_stale_sequence_number_is_refused() -> None:
     store.put(sign_record(identity, "provider", KEY, b"new", seq=5, expires=int(NOW) + 60), NOW)
     with pytest.raises(RecordRejected):
         store.put(sign_record(identity, "provider", KEY, b"old", seq=4, expires=int(NOW) + 60), NOW)
+
+
+def test_the_sample_reaches_back_to_early_publishers() -> None:
+    """Uniform over arrivals, not biased to the newest: early joiners stay findable."""
+    records = _records(200)
+    early = {r.publisher for r in records[:100]}
+    kept_early = kept_total = 0
+    for seed in range(20):
+        store = RecordStore(per_key=16, rng=random.Random(seed))
+        for record in records:
+            store.put(record, NOW)
+        held = {r.publisher for r in store.get(KEY, NOW)}
+        kept_early += len(held & early)
+        kept_total += len(held)
+    assert 0.35 <= kept_early / kept_total <= 0.65
