@@ -155,13 +155,7 @@ class ClientMarket:
         award_errors: list[str] = []
         for attempt in range(1, attempts + 1):
             rfq, bids = await self._collect(model_id, prompt_tokens, completion_tokens, max_prices, bid_window)
-            decision = decide(
-                bids,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                max_prices=max_prices,
-                weight=self.weight,
-            )
+            decision = self._decide(rfq, bids)
             if decision is not None:
                 outcome = await self._award_best(rfq, bids, decision, frozenset(), attempt, award_errors)
                 if outcome is not None:
@@ -248,14 +242,18 @@ class ClientMarket:
             if self.on_award_failure is not None:
                 self.on_award_failure(winner.worker_id, failure)
             tried = tried | {winner.worker_id}
-            decision = decide(
-                [b for b in bids if b.worker_id not in tried],
-                prompt_tokens=rfq.prompt_tokens,
-                completion_tokens=rfq.completion_tokens,
-                max_prices=rfq.max_prices,
-                weight=self.weight,
-            )
+            decision = self._decide(rfq, [b for b in bids if b.worker_id not in tried])
         return None
+
+    def _decide(self, rfq: Rfq, bids: list[Bid]) -> Decision[Bid] | None:
+        """The award rule (docs/PROTOCOL.md §7) over ``bids`` for this RFQ's job."""
+        return decide(
+            bids,
+            prompt_tokens=rfq.prompt_tokens,
+            completion_tokens=rfq.completion_tokens,
+            max_prices=rfq.max_prices,
+            weight=self.weight,
+        )
 
     async def _send_award(self, bid: Bid, award: Award) -> str | None:
         try:
@@ -277,13 +275,7 @@ class ClientMarket:
         rfq = outcome.rfq
         tried = outcome.tried | {outcome.winner.worker_id}
         remaining = [b for b in outcome.ranked if b.worker_id not in tried]
-        decision = decide(
-            remaining,
-            prompt_tokens=rfq.prompt_tokens,
-            completion_tokens=rfq.completion_tokens,
-            max_prices=rfq.max_prices,
-            weight=self.weight,
-        )
+        decision = self._decide(rfq, remaining)
         errors: list[str] = []
         result = await self._award_best(rfq, remaining, decision, tried, outcome.attempts, errors)
         if result is None:
