@@ -7,10 +7,11 @@ import socket
 import trio
 
 from .base import ConnectionHandler, join_address, split_address
+from .socket_stream import TcpSocketStream
 
 
 class TcpNetwork:
-    """Plain TCP with TCP_NODELAY; a small frame should not wait for Nagle."""
+    """Plain TCP with TCP_NODELAY (a small frame should not wait for Nagle), on :class:`TcpSocketStream`."""
 
     def __init__(self, connect_timeout: float = 10.0) -> None:
         self.connect_timeout = connect_timeout
@@ -19,9 +20,10 @@ class TcpNetwork:
         host, port = split_address(address)
         with trio.fail_after(self.connect_timeout):
             try:
-                return await trio.open_tcp_stream(host, port)
+                stream = await trio.open_tcp_stream(host, port)
             except trio.TooSlowError:
                 raise OSError(f"connect to {address} timed out") from None
+        return TcpSocketStream.from_trio(stream)
 
     async def serve(
         self,
@@ -42,7 +44,7 @@ class TcpNetwork:
             except OSError:
                 await stream.aclose()
                 return
-            await handler(stream, remote)
+            await handler(TcpSocketStream.from_trio(stream), remote)
 
         async with trio.open_nursery() as nursery:
             for listener in listeners:

@@ -27,14 +27,33 @@ from .stream import Stream
 
 log = logging.getLogger(__name__)
 
-_ID = Field(int, min_value=1, max_value=(1 << 63) - 1)
-_METHOD = Field(str, max_len=128)
-_ENVELOPE = Schema("envelope", t=Field(str, max_len=16), id=_ID)
-_REQ = Schema("req", m=_METHOD, p=Field(dict))
-_RES = Schema("res", r=Field(dict))
+_MAX_ID = (1 << 63) - 1
+_MAX_METHOD = 128
 _ERR = Schema("err", c=Field(str, max_len=64), e=Field(str, max_len=4096, optional=True))
 _DATA = Schema("sdata", d=Field(dict))
 _CREDIT = Schema("credit", n=Field(int, min_value=1, max_value=1 << 20))
+
+
+
+# The envelope, req and res checks run on every message, so they are written out instead of
+# going through Schema; they enforce the same rules (docs/PROTOCOL.md §4).
+def _envelope(msg: dict[str, Any]) -> tuple[str, int]:
+    kind, call_id = msg.get("t"), msg.get("id")
+    if type(kind) is not str or len(kind) > 16:
+        raise CodecError("envelope: field 't' must be a short string")
+    if type(call_id) is not int or not 1 <= call_id <= _MAX_ID:
+        raise CodecError("envelope: field 'id' must be an integer in 1..2^63-1")
+    return kind, call_id
+
+
+def _request(msg: dict[str, Any]) -> dict[str, Any]:
+    method, params = msg.get("m"), msg.get("p")
+    if type(method) is not str or len(method) > _MAX_METHOD:
+        raise CodecError(f"req: field 'm' must be a string of at most {_MAX_METHOD} characters")
+    if type(params) is not dict:
+        raise CodecError("req: field 'p' must be a map")
+    return {"m": method, "p": params}
+
 
 #: Observes every decoded message: (direction "in"/"out", connection, message).
 Tap = Callable[[str, "Connection", dict[str, Any]], None]
@@ -138,11 +157,10 @@ class Connection:
             tap("out", self, msg)
         payload = codec.pack(msg)
         try:
-            # Shielded: a cancelled caller must never leave half a frame on the wire or a used
-            # nonce unsent, which would desynchronise the Noise session. A peer that stops
-            # reading blocks us only until the idle watchdog closes the stream.
-            with trio.CancelScope(shield=True):
-                await self.channel.send_message(payload)
+            # The channel shields the send once a nonce is used, so a cancelled caller never
+            # leaves half a frame on the wire. A peer that stops reading blocks us only until
+            # the idle watchdog closes the stream.
+            await self.channel.send_message(payload)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._shutdown(ConnectionClosed(str(exc) or "connection lost"))
             raise ConnectionClosed("connection lost while sending") from None
@@ -237,13 +255,12 @@ class Connection:
 
     def _dispatch(self, msg: dict[str, Any]) -> tuple[int, str, dict[str, Any]] | None:
         """Handle one message; returns (id, method, params) when an inline handler should run now."""
-        env = _ENVELOPE.validate(msg)
-        kind, call_id = env["t"], env["id"]
+        kind, call_id = _envelope(msg)
         mine = (call_id % 2 == 1) == self.outbound
         if kind in ("req", "sopen"):
             if mine:
                 raise ProtocolError("peer opened a call with an id from our half of the id space")
-            req = _REQ.validate(msg)
+            req = _request(msg)
             if kind == "req" and req["m"] in self.router.inline:
                 return call_id, req["m"], req["p"]
             self._start_handler(kind, call_id, req)
@@ -262,7 +279,9 @@ class Connection:
     def _deliver_result(self, kind: str, call_id: int, msg: dict[str, Any]) -> None:
         outcome: Any
         if kind == "res":
-            outcome = _RES.validate(msg)["r"]
+            outcome = msg.get("r")
+            if type(outcome) is not dict:
+                raise CodecError("res: field 'r' must be a map")
         else:
             err = _ERR.validate(msg)
             outcome = RemoteError(err["c"], err["e"] or "")
