@@ -297,7 +297,11 @@ class Connection:
     def _stream_event(self, kind: str, call_id: int, msg: dict[str, Any]) -> None:
         stream = self._streams.get(call_id)
         if stream is None:
-            return  # the stream ended or was cancelled on our side; late frames are harmless
+            # The stream ended or was cancelled on our side; late frames are harmless, but an
+            # item's credit still goes back, or a sender past its window would wait forever.
+            if kind == "sdata":
+                self._send_soon({"t": "credit", "id": call_id, "n": 1})
+            return
         if kind == "sdata":
             stream._deliver(_DATA.validate(msg)["d"])
         elif kind == "send":
@@ -377,3 +381,6 @@ class Connection:
             self._handlers.pop(call_id, None)
             if stream is not None:
                 self._streams.pop(call_id, None)
+                unreturned = stream._unreturned_credit()
+                if unreturned:
+                    self._send_soon({"t": "credit", "id": call_id, "n": unreturned})

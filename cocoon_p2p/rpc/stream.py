@@ -72,7 +72,13 @@ class Stream:
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
-    # --- called by the connection's reader -----------------------------------
+    # --- called by the connection ---------------------------------------------
+    def _unreturned_credit(self) -> int:
+        """Items taken from the sender's window and not yet granted back (queued or consumed)."""
+        if self._remote_ended:
+            return 0
+        return len(self._items) + self._consumed_since_grant
+
     def _deliver(self, item: dict[str, Any]) -> None:
         if len(self._items) >= self._window:
             raise LimitExceeded(f"stream {self.id}: peer sent past its credit window")

@@ -156,6 +156,27 @@ async def test_bidirectional_stream() -> None:
                 await stream.receive()
 
 
+async def test_sender_is_not_stranded_when_the_handler_returns_early() -> None:
+    """The handler stops reading after one item; the opener keeps sending past its window.
+
+    Items for a finished stream are discarded, but their credit must still come back,
+    or the opener would wait for credit forever."""
+    async with running_hosts(2) as (a, b):
+
+        async def first_only(ctx: CallContext, params: dict, stream: Stream) -> None:
+            await stream.receive()
+
+        b.router.stream("first_only", first_only)
+        conn = await a.connect(b.listen_address)
+        window = a.limits.stream_window
+        with trio.fail_after(10):
+            async with conn.open_stream("first_only", {}) as stream:
+                for v in range(window * 3):
+                    await stream.send({"v": v})
+                with pytest.raises(trio.EndOfChannel):
+                    await stream.receive()
+
+
 async def test_long_stream_to_slow_reader_keeps_memory_bounded() -> None:
     """10,000 frames to a reader that lags: the sender waits on credit, nothing piles up."""
     async with running_hosts(2) as (a, b):
