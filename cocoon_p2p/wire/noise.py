@@ -29,7 +29,7 @@ from nacl._sodium import lib as _lib
 
 from ..errors import DecryptError, HandshakeError, LimitExceeded, ProtocolError
 
-__all__ = ["MAX_MESSAGE", "MAX_NONCE", "CipherState", "NoiseHandshake", "process_static_private"]
+__all__ = ["MAX_MESSAGE", "MAX_NONCE", "CipherState", "NoiseHandshake", "ffi_pointer", "process_static_private"]
 
 MAX_MESSAGE = 65535
 TAG_LEN = 16
@@ -54,6 +54,9 @@ _scalarmult = _lib.crypto_scalarmult
 _scalarmult_base = _lib.crypto_scalarmult_base
 _nonce = struct.Struct("<4xQ").pack  # 4 zero bytes || 64-bit LE counter
 _ZERO_KEY = bytes(KEY_LEN)
+#: A cffi pointer into a bytes-like object, for ``encrypt_into``/``decrypt_into``.
+def ffi_pointer(buffer: Any) -> Any:
+    return _ffi.from_buffer("unsigned char[]", buffer)
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
@@ -126,6 +129,31 @@ class CipherState:
             raise DecryptError("Noise message failed authentication")
         self._n = n + 1
         return _buffer(out)[:]
+
+    def encrypt_into(self, out: Any, plaintext: Any, mlen: int) -> None:
+        """Seal ``mlen`` bytes (no AD) from one cffi pointer into another, copy-free.
+
+        ``out`` must have room for ``mlen + 16`` bytes; both are ``ffi.from_buffer``
+        pointers (plus an offset) that the caller keeps alive.
+        """
+        k = self._k
+        n = self._n
+        if k is None or n >= MAX_NONCE or not 0 < mlen <= _MAX_PLAINTEXT:
+            raise ProtocolError("encrypt_into needs a keyed cipher, a fresh nonce and 1..65519 bytes")
+        _aead_encrypt(out, _NULL, plaintext, mlen, _NULL, 0, _NULL, _nonce(n), k)
+        self._n = n + 1
+
+    def decrypt_into(self, out: Any, ciphertext: Any, clen: int) -> None:
+        """Open ``clen`` bytes (no AD) at a cffi pointer into ``out`` (``clen - 16`` bytes)."""
+        k = self._k
+        n = self._n
+        if k is None or n >= MAX_NONCE:
+            raise ProtocolError("decrypt_into needs a keyed cipher and a fresh nonce")
+        if not TAG_LEN < clen <= MAX_MESSAGE:
+            raise DecryptError(f"Noise message of {clen} bytes is out of range")
+        if _aead_decrypt(out, _NULL, _NULL, ciphertext, clen, _NULL, 0, _nonce(n), k) != 0:
+            raise DecryptError("Noise message failed authentication")
+        self._n = n + 1
 
     def rekey(self) -> None:
         """Spec ``Rekey``: derive a new key from the old one with the reserved nonce."""

@@ -16,7 +16,8 @@ from .. import PROTOCOL_ID
 from ..errors import DecryptError, FramingError, HandshakeError, LimitExceeded, PeerIdMismatch, ProtocolError
 from ..identity import Identity, PeerId, verify_signature
 from . import codec
-from .limits import DEFAULT_LIMITS, MAX_FRAME_PLAINTEXT, NOISE_MAX_MESSAGE, NOISE_TAG
+from .bulk import THREAD_CRYPTO_MIN, frame_count, receive_rest, seal_frames, send_pipelined
+from .limits import DEFAULT_LIMITS, NOISE_MAX_MESSAGE, NOISE_TAG
 from .noise import CipherState, NoiseHandshake
 
 #: Signed by the identity key, binding it to this process's Noise static key.
@@ -24,8 +25,6 @@ IDENTITY_DOMAIN = b"cocoon-p2p-noise-identity:"
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _RECV_CHUNK = 1 << 18
-#: Messages at least this large are sealed/opened in a worker thread.
-THREAD_CRYPTO_MIN = 256 << 10
 
 
 class FrameReader:
@@ -56,7 +55,8 @@ class FrameReader:
         await self._fill(2 + length)
         start = self._pos + 2
         self._pos = start + length
-        return bytes(self._buf[start : self._pos])
+        with memoryview(self._buf) as view:
+            return view[start : self._pos].tobytes()
 
 
 def _frame(data: bytes) -> bytes:
@@ -104,42 +104,38 @@ class SecureChannel:
         self.remote_peer_id = PeerId.from_public_key(remote_public_key)
         self.max_message = max_message
         self._send_lock = trio.StrictFIFOLock()
+        # Streams that can send without blocking (TcpSocketStream) let small frames skip the shield.
+        self._send_nowait = getattr(stream, "send_nowait", None)
         self.bytes_sent = 0
         self.bytes_received = 0
 
-    def _seal(self, data: bytes) -> bytes:
-        encrypt = self._send_cipher.encrypt_with_ad
-        parts = []
-        for start in range(0, len(data), MAX_FRAME_PLAINTEXT):
-            ciphertext = encrypt(b"", data[start : start + MAX_FRAME_PLAINTEXT])
-            parts.append(_U16.pack(len(ciphertext)))
-            parts.append(ciphertext)
-        return b"".join(parts)
-
-    def _open_all(self, frames: list[bytes]) -> list[bytes]:
-        decrypt = self._recv_cipher.decrypt_with_ad
-        return [decrypt(b"", frame) for frame in frames]
+    def _seal(self, payload: bytes) -> bytes | bytearray:
+        return seal_frames(self._send_cipher, payload, 0, frame_count(len(payload)))
 
     async def send_message(self, payload: bytes) -> None:
         if len(payload) > self.max_message:
             raise LimitExceeded(f"message of {len(payload)} bytes exceeds the {self.max_message} byte limit")
-        data = _U32.pack(len(payload)) + payload
         try:
             self._send_lock.acquire_nowait()
         except trio.WouldBlock:
             await self._send_lock.acquire()
         # Encrypt under the lock: nonces must reach the wire in the order they were used.
+        # Once a nonce is used the frame must go out whole, whatever happens to the caller:
+        # half a frame or a skipped nonce would desynchronise the session, hence the shields.
         try:
-            if len(data) >= THREAD_CRYPTO_MIN:
-                # libsodium drops the GIL, so a big message seals on the other core while
-                # this thread keeps reading and decrypting.
-                wire = await trio.to_thread.run_sync(self._seal, data)
+            if len(payload) >= THREAD_CRYPTO_MIN:
+                with trio.CancelScope(shield=True):
+                    sent = await send_pipelined(self._send_cipher, payload, self.stream.send_all)
             else:
-                wire = self._seal(data)
-            await self.stream.send_all(wire)
+                wire = self._seal(payload)
+                sent = self._send_nowait(wire) if self._send_nowait is not None else 0
+                if sent < len(wire):
+                    with trio.CancelScope(shield=True):
+                        await self.stream.send_all(memoryview(wire)[sent:])
+                sent = len(wire)
         finally:
             self._send_lock.release()
-        self.bytes_sent += len(wire)
+        self.bytes_sent += sent
 
     async def receive_message(self) -> bytes:
         """Next whole application message; ``trio.EndOfChannel`` on a clean close."""
@@ -154,25 +150,12 @@ class SecureChannel:
             if len(body) != total:
                 raise FramingError("frame carries more bytes than its message")
             return body
-        frames: list[bytes] = []
-        have = len(body)
-        while have < total:
-            try:
-                frame = await self._reader.read_frame()
-            except trio.EndOfChannel:
-                raise FramingError("connection closed in the middle of a message") from None
-            if len(frame) <= NOISE_TAG:
-                raise FramingError("transport frame without plaintext")
-            self.bytes_received += len(frame) + 2
-            have += len(frame) - NOISE_TAG
-            frames.append(frame)
-        if have != total:
-            raise FramingError("frames carry more bytes than their message")
-        if total >= THREAD_CRYPTO_MIN:
-            plain = await trio.to_thread.run_sync(self._open_all, frames)
-        else:
-            plain = self._open_all(frames)
-        return b"".join([body, *plain])
+        return await receive_rest(self._recv_cipher, body, total, self._read_cipher_frame)
+
+    async def _read_cipher_frame(self) -> bytes:
+        frame = await self._reader.read_frame()
+        self.bytes_received += len(frame) + 2
+        return frame
 
     async def _read_plain_frame(self) -> bytes:
         frame = await self._reader.read_frame()
