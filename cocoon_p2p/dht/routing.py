@@ -19,7 +19,7 @@ from ..net import split_address
 from .distance import ID_BITS, bucket_index
 
 
-@dataclass
+@dataclass(slots=True)  # millions of them in a large simulation: no per-object __dict__
 class Contact:
     peer_id: PeerId
     address: str
