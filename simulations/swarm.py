@@ -27,7 +27,7 @@ import contextlib
 import heapq
 import math
 import random
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +110,7 @@ class Swarm:
         self._by_id = sorted(range(nodes), key=self.id_ints.__getitem__)
         self._sorted_ids = [self.id_ints[j] for j in self._by_id]
         self.online: dict[int, Peer] = {}
+        self._online_sorted: list[int] = []  # the keys of ``online``, kept sorted for ``join``
         self.sessions = [0] * nodes
         self.everyone_online = trio.Event()
 
@@ -133,6 +134,7 @@ class Swarm:
                 if self.build is not None:
                     await self.build(peer)
                 self.online[i] = peer
+                insort(self._online_sorted, i)
                 if len(self.online) == self.nodes:
                     self.everyone_online.set()
                 if join:
@@ -141,18 +143,32 @@ class Swarm:
                         await self.ready(peer)
                 await trio.sleep_forever()
         finally:
-            self.online.pop(i, None)
+            if self.online.pop(i, None) is not None:
+                del self._online_sorted[bisect_left(self._online_sorted, i)]
             endpoint.crash()  # whatever the cancelled tasks left open goes with the process
 
     async def join(self, peer: Peer) -> None:
         i = peer.index
         if i != 0:
             # Bootstrap through peer 0 and one random peer already online.
-            others = sorted(j for j in self.online if j not in (0, i))
             pick = self.world.seeds.rng(f"{self.prefix}/boot/{i}/{peer.session}")
-            entries = [0] + ([others[pick.randrange(len(others))]] if others else [])
+            other = self._random_online_other(pick, i)
+            entries = [0] + ([other] if other is not None else [])
             await peer.dht.bootstrap([(self.ids[j], self.addresses[j]) for j in entries])
         await peer.dht.publish_self()
+
+    def _random_online_other(self, rng: random.Random, i: int) -> int | None:
+        """``sorted(online - {0, i})[rng.randrange(count)]`` without building that list per join."""
+        live = self._online_sorted
+        skip = [x for x in (0, i) if x in self.online]  # ascending: i != 0 here
+        count = len(live) - len(skip)
+        if count <= 0:
+            return None
+        rank = rng.randrange(count)
+        for x in skip:  # step over the excluded peers at or before the rank
+            if bisect_left(live, x) <= rank:
+                rank += 1
+        return live[rank]
 
     async def life(self, i: int, join_at: float, later: list[tuple[float, float]], *, join: bool) -> None:
         """Peer ``i``: first session from ``join_at`` (until the end of ``later[0]``), then the rest of ``later``."""
