@@ -90,6 +90,8 @@ class SimEndpoint:
         self.uplink = Uplink(bandwidth)
         self._ephemeral = itertools.cycle(range(*_EPHEMERAL_PORTS))
         self._next_listen_port = _LISTEN_PORTS
+        # This host's keys in ``network.listeners``, so a crash need not scan every host's.
+        self._ports: set[tuple[str, int]] = set()
 
     def __repr__(self) -> str:
         return f"SimEndpoint({self.ip})"
@@ -158,12 +160,14 @@ class SimEndpoint:
         async with trio.open_nursery() as nursery:
             listener = _Listener(self, nursery, handler)
             net.listeners[key] = listener
+            self._ports.add(key)
             try:
                 task_status.started(join_address(self.ip, port))
                 await trio.sleep_forever()
             finally:
                 if net.listeners.get(key) is listener:
                     del net.listeners[key]
+                    self._ports.discard(key)
 
     def crash(self) -> None:
         """The host's process dies: listeners vanish and the kernel closes its sockets.
@@ -172,8 +176,10 @@ class SimEndpoint:
         on their next send. Cancelling the peer's tasks is the caller's job.
         """
         net = self.network
-        for key in [k for k, v in net.listeners.items() if v.endpoint is self]:
-            del net.listeners[key]
+        for key in sorted(self._ports):
+            if key in net.listeners and net.listeners[key].endpoint is self:
+                del net.listeners[key]
+        self._ports.clear()
         for conn in list(net.connections_of(self.ip)):
             end = conn.client if conn.client_host == self.ip else conn.server
             end.close_now()

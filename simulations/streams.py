@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import operator
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -85,28 +84,34 @@ class Pipe:
         self.uplink = uplink
         self.sender_stats = sender
         self.receiver_stats = receiver
-        self.chunks: deque[tuple[float, bytes]] = deque()
+        # Lists, not deques: a few entries at most are queued per direction, and an empty
+        # deque costs 760 bytes against 56 (four per connection, ~100,000 connections open
+        # at once in a 10,000-peer run).
+        self.chunks: list[tuple[float, bytes]] = []
         self.head_offset = 0
         self.last_at = 0.0
         self.eof_at: float | None = None
         self.reader_closed_at: float | None = None
         self.broken = False
         self.unacked = 0
-        self.credits: deque[tuple[float, int]] = deque()
+        self.credits: list[tuple[float, int]] = []
         self.recv_lot = trio.lowlevel.ParkingLot()
-        self.send_lot = trio.lowlevel.ParkingLot()
+        # Made when a sender first runs out of window, which most connections never do.
+        self.send_lot: trio.lowlevel.ParkingLot | None = None
 
     # --- sender side -----------------------------------------------------------
     def free_window(self, now: float) -> int:
         credits = self.credits
         while credits and credits[0][0] <= now:
-            self.unacked -= credits.popleft()[1]
+            self.unacked -= credits.pop(0)[1]
         return self.window - self.unacked
 
     async def wait_for_credit(self) -> None:
         # Wake at the next credit already on its way, or when the reader consumes.
         deadline = self.credits[0][0] if self.credits else math.inf
         with trio.move_on_at(deadline):
+            if self.send_lot is None:
+                self.send_lot = trio.lowlevel.ParkingLot()
             await self.send_lot.park()
 
     def push(self, now: float, data: bytes) -> None:
@@ -146,7 +151,7 @@ class Pipe:
             take = min(len(data) - start, limit - size)
             out.append(data[start : start + take] if start or take < len(data) else data)
             if start + take == len(data):
-                chunks.popleft()
+                chunks.pop(0)
                 self.head_offset = 0
             else:
                 self.head_offset = start + take
@@ -161,7 +166,7 @@ class Pipe:
         else:
             credits.append((credit_at, size))
             # A sender waiting with credits pending already wakes at the first one.
-            if len(credits) == 1 and self.send_lot:
+            if len(credits) == 1 and self.send_lot:  # None or empty: nobody waits
                 self.send_lot.unpark_all()
         return b"".join(out) if len(out) != 1 else out[0]
 
@@ -175,7 +180,8 @@ class Pipe:
 
     def wake_all(self) -> None:
         self.recv_lot.unpark_all()
-        self.send_lot.unpark_all()
+        if self.send_lot is not None:
+            self.send_lot.unpark_all()
 
 
 class SimStream(trio.abc.Stream):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from ..identity import PeerId
 from ..net import split_address
 from .distance import ID_BITS, bucket_index
 
 
-@dataclass
+@dataclass(slots=True)  # millions of them in a large simulation: no per-object __dict__
 class Contact:
     peer_id: PeerId
     address: str
@@ -37,11 +39,59 @@ class Contact:
         return str(ipaddress.ip_network(f"{ip}/24", strict=False))
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     contacts: OrderedDict[PeerId, Contact] = field(default_factory=OrderedDict)  # oldest first
     replacements: OrderedDict[PeerId, Contact] = field(default_factory=OrderedDict)
     last_changed: float = 0.0
+    #: Contacts per /24 in ``contacts``, kept by RoutingTable so the per-subnet check
+    #: is one dict read instead of a scan of the bucket on every insert.
+    subnets: dict[str, int] = field(default_factory=dict)
+
+
+class Buckets(Sequence[Bucket]):
+    """The 256 buckets, each made on first use.
+
+    A table only ever fills the ~log2(N) buckets nearest the far half, and an empty
+    bucket costs ~350 bytes, so eager allocation made 256 of them per peer (about
+    90 KB) — most of a 10,000-peer simulation's memory. Indexing or iterating
+    materialises a bucket, so callers see the same objects as before; the table's own
+    scans go through :meth:`existing` and allocate nothing.
+    """
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        self._made: dict[int, Bucket] = {}
+
+    def __len__(self) -> int:
+        return ID_BITS
+
+    @overload
+    def __getitem__(self, index: int) -> Bucket: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Bucket]: ...
+
+    def __getitem__(self, index: int | slice) -> Bucket | list[Bucket]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(ID_BITS))]
+        if index < 0:
+            index += ID_BITS
+        if not 0 <= index < ID_BITS:
+            raise IndexError("bucket index out of range")
+        bucket = self._made.get(index)
+        if bucket is None:
+            bucket = self._made[index] = Bucket()
+        return bucket
+
+    def peek(self, index: int) -> Bucket | None:
+        """The bucket if it was ever used, without allocating one."""
+        return self._made.get(index)
+
+    def existing(self) -> list[Bucket]:
+        """Buckets made so far, in index order (the others are empty)."""
+        return [self._made[i] for i in sorted(self._made)]
 
 
 class RoutingTable:
@@ -52,15 +102,16 @@ class RoutingTable:
         self.k = k
         self.per_subnet = per_subnet
         self.replacement_size = replacement_size or k
-        self.buckets = [Bucket() for _ in range(ID_BITS)]
+        self.buckets = Buckets()
 
     def __len__(self) -> int:
-        return sum(len(b.contacts) for b in self.buckets)
+        return sum(len(b.contacts) for b in self.buckets.existing())
 
     def __contains__(self, peer_id: PeerId) -> bool:
         if peer_id == self.own_id:
             return False
-        return peer_id in self.buckets[bucket_index(self.own_id.raw, peer_id.raw)].contacts
+        bucket = self.buckets.peek(bucket_index(self.own_id.raw, peer_id.raw))
+        return bucket is not None and peer_id in bucket.contacts
 
     def bucket_of(self, peer_id: PeerId) -> Bucket:
         return self.buckets[bucket_index(self.own_id.raw, peer_id.raw)]
@@ -68,7 +119,8 @@ class RoutingTable:
     def get(self, peer_id: PeerId) -> Contact | None:
         if peer_id == self.own_id:
             return None
-        return self.bucket_of(peer_id).contacts.get(peer_id)
+        bucket = self.buckets.peek(bucket_index(self.own_id.raw, peer_id.raw))
+        return bucket.contacts.get(peer_id) if bucket is not None else None
 
     def add(self, contact: Contact, now: float) -> Contact | None:
         """Record that ``contact`` is alive.
@@ -87,17 +139,17 @@ class RoutingTable:
             existing.failures = 0
             if existing.address != contact.address:
                 # A moved peer must not push its new /24 over the bucket's limit.
-                del bucket.contacts[contact.peer_id]
+                self._discard(bucket, contact.peer_id)
                 if self._subnet_allows(bucket, contact):
                     existing.address = contact.address
-                bucket.contacts[contact.peer_id] = existing
+                self._insert(bucket, existing)
             bucket.contacts.move_to_end(contact.peer_id)
             bucket.last_changed = now
             return None
         if not self._subnet_allows(bucket, contact):
             return None
         if len(bucket.contacts) < self.k:
-            bucket.contacts[contact.peer_id] = contact
+            self._insert(bucket, contact)
             bucket.replacements.pop(contact.peer_id, None)
             bucket.last_changed = now
             return None
@@ -111,15 +163,17 @@ class RoutingTable:
         """Drop a dead contact and promote the freshest replacement in its place."""
         if peer_id == self.own_id:
             return
-        bucket = self.bucket_of(peer_id)
+        bucket = self.buckets.peek(bucket_index(self.own_id.raw, peer_id.raw))
+        if bucket is None:
+            return
         bucket.replacements.pop(peer_id, None)
-        if bucket.contacts.pop(peer_id, None) is None:
+        if self._discard(bucket, peer_id) is None:
             return
         bucket.last_changed = now
         while bucket.replacements:
             _, candidate = bucket.replacements.popitem(last=True)
             if self._subnet_allows(bucket, candidate):
-                bucket.contacts[candidate.peer_id] = candidate
+                self._insert(bucket, candidate)
                 break
 
     def record_failure(self, peer_id: PeerId, now: float, max_failures: int = 2) -> None:
@@ -131,24 +185,68 @@ class RoutingTable:
             self.remove(peer_id, now)
 
     def _subnet_allows(self, bucket: Bucket, contact: Contact) -> bool:
-        subnet = contact.subnet
-        if self.per_subnet is None or subnet is None:
+        if self.per_subnet is None:
             return True
-        same = sum(1 for c in bucket.contacts.values() if c.subnet == subnet)
-        return same < self.per_subnet
+        subnet = contact.subnet
+        return subnet is None or bucket.subnets.get(subnet, 0) < self.per_subnet
+
+    # Every change to ``bucket.contacts`` goes through these two, which keep ``bucket.subnets``.
+    def _insert(self, bucket: Bucket, contact: Contact) -> None:
+        bucket.contacts[contact.peer_id] = contact
+        subnet = contact.subnet
+        if subnet is not None:
+            bucket.subnets[subnet] = bucket.subnets.get(subnet, 0) + 1
+
+    def _discard(self, bucket: Bucket, peer_id: PeerId) -> Contact | None:
+        contact = bucket.contacts.pop(peer_id, None)
+        if contact is not None:
+            subnet = contact.subnet
+            if subnet is not None:
+                left = bucket.subnets[subnet] - 1
+                if left:
+                    bucket.subnets[subnet] = left
+                else:
+                    del bucket.subnets[subnet]
+        return contact
 
     def closest(self, target: bytes, count: int | None = None, exclude: PeerId | None = None) -> list[Contact]:
         """The ``count`` (default k) known contacts XOR-closest to ``target``."""
         count = self.k if count is None else count
-        everyone = [c for b in self.buckets for c in b.contacts.values() if c.peer_id != exclude]
         target_int = int.from_bytes(target, "big")
-        everyone.sort(key=lambda c: c.peer_id.as_int ^ target_int)
-        return everyone[:count]
+        made = self.buckets.peek
+        # Visit buckets nearest-first instead of sorting the whole table on every
+        # find_node. With ``t`` the target's bucket (relative to our id), contacts in
+        # bucket t are within 2^t of the target, those of every bucket below t lie in
+        # [2^t, 2^(t+1)), and bucket j > t lies in [2^j, 2^(j+1)). Whole groups are
+        # taken in that order until ``count`` are in hand, then sorted: the same answer
+        # as a full sort, since distances between distinct ids never tie.
+        # (For our own id as target, t = -1: bucket j is simply [2^j, 2^(j+1)) away.)
+        t = (self.own_id.as_int ^ target_int).bit_length() - 1
+        groups = [[t], list(range(t))] if t >= 0 else []
+        groups.extend([j] for j in range(t + 1, ID_BITS))
+        picked: list[Contact] = []
+        for group in groups:
+            for index in group:
+                bucket = made(index)
+                if bucket is not None:
+                    picked.extend(c for c in bucket.contacts.values() if c.peer_id != exclude)
+            if len(picked) >= count:
+                break
+        picked.sort(key=lambda c: c.peer_id.as_int ^ target_int)
+        return picked[:count]
 
     def all_contacts(self) -> list[Contact]:
-        return [c for b in self.buckets for c in b.contacts.values()]
+        return [c for b in self.buckets.existing() for c in b.contacts.values()]
 
     def stale_buckets(self, now: float, idle: float) -> list[int]:
         """Indices of non-empty-range buckets untouched for ``idle`` seconds."""
-        lowest = min((i for i, b in enumerate(self.buckets) if b.contacts), default=ID_BITS)
-        return [i for i in range(lowest, ID_BITS) if now - self.buckets[i].last_changed >= idle]
+        peek = self.buckets.peek
+        lowest = min((i for i in range(ID_BITS) if (b := peek(i)) is not None and b.contacts), default=ID_BITS)
+        stale = []
+        for i in range(lowest, ID_BITS):
+            bucket = peek(i)
+            # A bucket never made was never changed: 0.0, what an eagerly made one would say.
+            changed = bucket.last_changed if bucket is not None else 0.0
+            if now - changed >= idle:
+                stale.append(i)
+        return stale

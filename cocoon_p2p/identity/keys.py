@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 import nacl.exceptions
@@ -24,10 +26,14 @@ class PeerId:
     """
 
     raw: bytes
+    # The id as an integer, for XOR distances: computed once, since routing and lookups
+    # take it many times per contact. Not part of equality, hashing or repr.
+    _int: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.raw, bytes) or len(self.raw) != PEER_ID_BYTES:
             raise CodecError("a peer id is exactly 32 bytes")
+        object.__setattr__(self, "_int", int.from_bytes(self.raw, "big"))
 
     @classmethod
     def from_public_key(cls, public_key: bytes) -> PeerId:
@@ -43,7 +49,7 @@ class PeerId:
 
     @property
     def as_int(self) -> int:
-        return int.from_bytes(self.raw, "big")
+        return self._int
 
     @property
     def short(self) -> str:
@@ -59,15 +65,48 @@ class PeerId:
         return self.raw < other.raw
 
 
+#: Triples that verified, when a simulator turned remembering on (``remember_verified``);
+#: None in production, where every signature is checked every time.
+_verified: set[tuple[bytes, bytes, bytes]] | None = None
+
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is a valid ed25519 signature; never raises on bad input."""
     if len(public_key) != 32 or len(signature) != 64:
         return False
+    triple = (public_key, message, signature)
+    if _verified is not None and triple in _verified:
+        return True
     try:
         nacl.signing.VerifyKey(public_key).verify(message, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
         return False
+    if _verified is not None:
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()  # a bound, not an LRU: what is forgotten is just checked again
+        _verified.add(triple)
     return True
+
+
+_VERIFIED_MAX = 200_000
+
+
+@contextlib.contextmanager
+def remember_verified() -> Iterator[None]:
+    """Within the block, a (key, message, signature) triple that verified once is not re-checked.
+
+    For simulations only, where thousands of peers share one process: every Noise
+    handshake re-verifies the same identity signature (its payload binds the identity
+    to the process's static key), and each DHT record is verified by every peer that
+    stores or fetches it. Verification is a pure function of the triple, so answers are
+    unchanged; only the repeated ed25519 work is skipped. Failures are never remembered.
+    """
+    global _verified
+    saved, _verified = _verified, set()
+    try:
+        yield
+    finally:
+        _verified = saved
 
 
 class Identity:
