@@ -4,8 +4,8 @@ One client and a few workers (real hosts, real Noise, real gossip) run auctions
 back to back, twice: with the default early close (the window ends once every
 worker holding a live offer has bid) and with it turned off, where an auction
 cannot finish before its bid window closes. The award is one more round trip;
-what remains is our overhead (signing, validation, scheduling). The round trip is measured in the same run, client to winner, over
-the same connection. Run with ``python -m bench.bench_auction``.
+what remains is our overhead (signing, validation, scheduling). The round trip is
+measured in the same run, client to winner, over the same connection. Run with ``python -m bench.bench_auction``.
 """
 
 from __future__ import annotations
