@@ -53,6 +53,9 @@ class RoutingTable:
         self.per_subnet = per_subnet
         self.replacement_size = replacement_size or k
         self.buckets = [Bucket() for _ in range(ID_BITS)]
+        # Indices of non-empty buckets, rebuilt after membership changes: a table of n peers
+        # fills only about log2(n) buckets, and closest() should not walk the other ~250.
+        self._filled: list[int] | None = None
 
     def __len__(self) -> int:
         return sum(len(b.contacts) for b in self.buckets)
@@ -98,6 +101,7 @@ class RoutingTable:
             return None
         if len(bucket.contacts) < self.k:
             bucket.contacts[contact.peer_id] = contact
+            self._filled = None
             bucket.replacements.pop(contact.peer_id, None)
             bucket.last_changed = now
             return None
@@ -115,6 +119,7 @@ class RoutingTable:
         bucket.replacements.pop(peer_id, None)
         if bucket.contacts.pop(peer_id, None) is None:
             return
+        self._filled = None
         bucket.last_changed = now
         while bucket.replacements:
             _, candidate = bucket.replacements.popitem(last=True)
@@ -138,12 +143,37 @@ class RoutingTable:
         return same < self.per_subnet
 
     def closest(self, target: bytes, count: int | None = None, exclude: PeerId | None = None) -> list[Contact]:
-        """The ``count`` (default k) known contacts XOR-closest to ``target``."""
+        """The ``count`` (default k) known contacts XOR-closest to ``target``.
+
+        Every find_node answer calls this, so it visits buckets nearest-first instead of
+        sorting the whole table. With ``i`` the bucket ``target`` falls in, bucket ``i`` holds
+        the ids within 2^i of it, all buckets below ``i`` come next (their distance to
+        ``target`` shares top bit ``i``, so they are sorted as one group), then buckets above
+        ``i`` in increasing order: walking stops once ``count`` contacts are gathered.
+        """
         count = self.k if count is None else count
-        everyone = [c for b in self.buckets for c in b.contacts.values() if c.peer_id != exclude]
         target_int = int.from_bytes(target, "big")
-        everyone.sort(key=lambda c: c.peer_id.as_int ^ target_int)
-        return everyone[:count]
+        skip = exclude.raw if exclude is not None else None
+        if self._filled is None:
+            self._filled = [i for i, b in enumerate(self.buckets) if b.contacts]
+        filled = self._filled
+        distance = target_int ^ self.own_id.as_int
+        groups: list[list[int]]
+        if distance == 0:  # our own id: every bucket is its own distance band, nearest first
+            groups = [[j] for j in filled]
+        else:
+            i = distance.bit_length() - 1
+            groups = [[i], [j for j in filled if j < i], *([j] for j in filled if j > i)]
+        found: list[Contact] = []
+        for group in groups:
+            members = [c for j in group for c in self.buckets[j].contacts.values() if c.peer_id.raw != skip]
+            if not members:
+                continue
+            members.sort(key=lambda c: c.peer_id.as_int ^ target_int)
+            found.extend(members)
+            if len(found) >= count:
+                break
+        return found[:count]
 
     def all_contacts(self) -> list[Contact]:
         return [c for b in self.buckets for c in b.contacts.values()]
