@@ -9,6 +9,7 @@ together, as the Kademlia paper prescribes.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class LookupResult:
 class _Candidate:
     contact: Contact
     depth: int
+    distance: int
     state: str = "new"  # new | waiting | answered | failed
 
 
@@ -58,22 +60,29 @@ async def iterative_lookup(
 ) -> LookupResult:
     started = trio.current_time()
     target_int = int.from_bytes(target, "big")
-    candidates: dict[PeerId, _Candidate] = {}
+    # Keyed by raw id bytes (cheaper to hash than PeerId) and kept sorted by distance as
+    # contacts arrive, so each reply costs an insertion rather than a sort of everyone seen.
+    known: set[bytes] = {own_id.raw} if own_id is not None else set()
+    ranked: list[_Candidate] = []
     records: dict[tuple[bytes, bytes], Record] = {}
     queries = failures = 0
 
-    def dist(c: _Candidate) -> int:
-        return c.contact.peer_id.as_int ^ target_int
-
     def learn(contact: Contact, depth: int) -> None:
-        if contact.peer_id == own_id or contact.peer_id in candidates:
+        raw = contact.peer_id.raw
+        if raw in known:
             return
-        candidates[contact.peer_id] = _Candidate(contact, depth)
+        known.add(raw)
+        cand = _Candidate(contact, depth, int.from_bytes(raw, "big") ^ target_int)
+        insort(ranked, cand, key=_by_distance)
 
     def frontier() -> list[_Candidate]:
-        alive = [c for c in candidates.values() if c.state != "failed"]
-        alive.sort(key=dist)
-        return alive[:k]
+        front = []
+        for cand in ranked:
+            if cand.state != "failed":
+                front.append(cand)
+                if len(front) == k:
+                    break
+        return front
 
     for seed in seeds:
         learn(seed, 0)
@@ -87,8 +96,11 @@ async def iterative_lookup(
             reply = None
         await send.send((cand, reply))
 
+    def nearest_alive() -> int | None:
+        return next((c.distance for c in ranked if c.state != "failed"), None)
+
     done = False
-    best = min((dist(c) for c in candidates.values()), default=None)
+    best = nearest_alive()
     stale_replies = 0
     async with trio.open_nursery() as nursery:
         in_flight = 0
@@ -116,7 +128,7 @@ async def iterative_lookup(
             cand.state = "answered"
             for contact in reply.contacts:
                 learn(contact, cand.depth + 1)
-            closest_now = min((dist(c) for c in candidates.values() if c.state != "failed"), default=None)
+            closest_now = nearest_alive()
             if closest_now is not None and (best is None or closest_now < best):
                 best, stale_replies = closest_now, 0
             else:
@@ -141,3 +153,7 @@ async def iterative_lookup(
         failures=failures,
         elapsed=trio.current_time() - started,
     )
+
+
+def _by_distance(cand: _Candidate) -> int:
+    return cand.distance

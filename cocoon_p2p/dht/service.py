@@ -167,8 +167,14 @@ class Dht:
     def _parse_contacts(self, reply: dict[str, Any]) -> list[Contact]:
         contacts = []
         for item in _REPLY.validate(reply)["nodes"]:
-            node = _CONTACT.validate(item)
-            contacts.append(Contact(PeerId(node["id"]), node["addr"]))
+            # Every lookup parses k contacts per reply: the plain well-formed case is checked
+            # inline (same rules as _CONTACT), anything else goes through the schema for its error.
+            raw = item.get("id") if type(item) is dict else None
+            addr = item.get("addr") if type(item) is dict else None
+            if not (type(raw) is bytes and len(raw) == 32 and type(addr) is str and len(addr) <= 64):
+                node = _CONTACT.validate(item)
+                raw, addr = node["id"], node["addr"]
+            contacts.append(Contact(PeerId(raw), addr))
         return contacts
 
     async def _query(self, contact: Contact, method: str, target: bytes) -> QueryReply:

@@ -54,6 +54,16 @@ class RoutingTableMachine(RuleBasedStateMachine):
         expected = sorted(everyone, key=lambda p: p.as_int ^ t)[:count]
         assert answer == expected
 
+    @rule(data=st.data(), count=st.integers(1, 12))
+    def closest_to_own_id_or_a_contact_excluding_it(self, data: st.DataObject, count: int) -> None:
+        # The bucket walk has two edge cases: the target is our own id, or a known contact.
+        contacts = self.table.all_contacts()
+        target = data.draw(st.sampled_from([self.own, *(c.peer_id for c in contacts)]))
+        answer = [c.peer_id for c in self.table.closest(target.raw, count, exclude=target)]
+        t = target.as_int
+        expected = sorted((c.peer_id for c in contacts if c.peer_id != target), key=lambda p: p.as_int ^ t)[:count]
+        assert answer == expected
+
     @invariant()
     def buckets_hold_at_most_k_and_the_right_ids(self) -> None:
         for index, bucket in enumerate(self.table.buckets):
