@@ -103,7 +103,6 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._idle_watchdog)
                 task_status.started()
                 try:
                     await self._read_loop()
@@ -139,15 +138,9 @@ class Connection:
             stream._fail(err)
         self._streams.clear()
 
-    async def _idle_watchdog(self) -> None:
-        idle = self.limits.idle_timeout
-        while True:
-            await trio.sleep(idle / 4)
-            quiet = trio.current_time() - self.last_activity
-            if quiet >= idle and self.is_idle:
-                log.debug("closing idle connection to %s", self.peer_id.short)
-                await trio.aclose_forcefully(self.channel.stream)
-                return
+    def idle_for(self, now: float) -> float | None:
+        """Seconds without traffic, or None while anything is in flight."""
+        return now - self.last_activity if self.is_idle else None
 
     # --- sending -------------------------------------------------------------
     async def _send(self, msg: dict[str, Any]) -> None:
@@ -158,8 +151,8 @@ class Connection:
         payload = codec.pack(msg)
         try:
             # The channel shields the send once a nonce is used, so a cancelled caller never
-            # leaves half a frame on the wire. A peer that stops reading blocks us only until
-            # the idle watchdog closes the stream.
+            # leaves half a frame on the wire. A peer that stops reading blocks us until the
+            # connection is closed (the caller's own timeout, or the host's close).
             await self.channel.send_message(payload)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._shutdown(ConnectionClosed(str(exc) or "connection lost"))

@@ -48,6 +48,7 @@ class Host:
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._close_idle_connections)
             self.listen_address = await nursery.start(self.network.serve, self.listen, self._on_inbound)
             log.debug("%s listening on %s", self.peer_id.short, self.listen_address)
             task_status.started(self.listen_address)
@@ -91,6 +92,23 @@ class Host:
         if self._pool.get(victim.peer_id) is victim:
             del self._pool[victim.peer_id]
         return True
+
+    async def _close_idle_connections(self) -> None:
+        """Close connections quiet for ``idle_timeout`` with nothing in flight.
+
+        One sweeper per host rather than a timer task per connection: a busy peer (or a
+        simulated swarm) holds thousands of connections, and each task costs memory and
+        scheduler time.
+        """
+        timeout = self.limits.idle_timeout
+        while True:
+            await trio.sleep(timeout / 4)
+            now = trio.current_time()
+            for conn in list(self._connections):
+                quiet = conn.idle_for(now)
+                if quiet is not None and quiet >= timeout and not conn.is_closed:
+                    log.debug("closing connection to %s: idle for %.0f s", conn.peer_id.short, quiet)
+                    await conn.aclose()
 
     # --- inbound -------------------------------------------------------------
     async def _on_inbound(self, stream: trio.abc.Stream, remote: str) -> None:

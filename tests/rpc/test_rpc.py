@@ -11,6 +11,7 @@ import trio
 from cocoon_p2p.errors import ConnectionClosed, PeerIdMismatch, RemoteError
 from cocoon_p2p.identity import Identity
 from cocoon_p2p.rpc import CallContext, Stream
+from cocoon_p2p.wire.limits import Limits
 from tests.conftest import running_hosts
 
 
@@ -218,3 +219,32 @@ async def test_dial_to_dead_address_is_connection_closed() -> None:
     async with running_hosts(1) as (a,):
         with pytest.raises(ConnectionClosed):
             await a.connect("127.0.0.1:1")
+
+
+async def test_idle_connections_close_and_busy_ones_stay_open() -> None:
+    """A connection quiet for idle_timeout with nothing in flight is closed by its host; one
+    with a stream open stays, however quiet (a half-second timeout keeps the test short)."""
+    limits = Limits(idle_timeout=0.5)
+    async with running_hosts(3, limits=limits) as (a, b, c):
+        gate = trio.Event()
+
+        async def echo(ctx: CallContext, params: dict) -> dict:
+            return params
+
+        async def hold(ctx: CallContext, params: dict, stream: Stream) -> None:
+            await gate.wait()
+
+        b.router.unary("echo", echo)
+        c.router.stream("hold", hold)
+        quiet = await a.connect(b.listen_address, expected=b.peer_id)
+        busy = await a.connect(c.listen_address, expected=c.peer_id)
+        assert await quiet.call("echo", {"x": 1}) == {"x": 1}
+        async with busy.open_stream("hold", {}):
+            with trio.fail_after(5):
+                await quiet.wait_closed()
+            await trio.sleep(1.0)
+            assert not busy.is_closed
+            gate.set()
+        assert a.connection_for(b.peer_id) is None
+        with trio.fail_after(5):
+            await busy.wait_closed()
