@@ -303,7 +303,10 @@ class QuietEvictDht(Dht):
     def _saw(self, contact: Contact) -> None:
         now = trio.current_time()
         lrs = self.table.add(contact, now)
-        if lrs is not None and self._nursery is not None and now - lrs.last_seen >= self.recent:
+        if lrs is None or self._nursery is None or lrs.peer_id in self._evict_pings:
+            return
+        if now - lrs.last_seen >= self.recent:
+            self._evict_pings.add(lrs.peer_id)
             self._nursery.start_soon(self._ping_before_evict, lrs)
 
 

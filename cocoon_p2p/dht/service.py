@@ -75,6 +75,7 @@ class Dht:
         self.published: dict[tuple[str, bytes], Record] = {}
         self.rpcs_sent = 0
         self._nursery: trio.Nursery | None = None
+        self._evict_pings: set[PeerId] = set()
         router = host.router
         # Table and store reads never wait, so they run inline in the connection's reader.
         router.unary("dht.ping", self._on_ping, inline=True)
@@ -108,11 +109,18 @@ class Dht:
 
     def _saw(self, contact: Contact) -> None:
         lrs = self.table.add(contact, trio.current_time())
-        if lrs is not None and self._nursery is not None:
+        # One ping per oldest contact at a time: every stranger that lands in a full bucket
+        # names the same oldest contact, and a ping each would multiply the traffic.
+        if lrs is not None and self._nursery is not None and lrs.peer_id not in self._evict_pings:
+            self._evict_pings.add(lrs.peer_id)
             self._nursery.start_soon(self._ping_before_evict, lrs)
 
     async def _ping_before_evict(self, oldest: Contact) -> None:
-        if await self.ping(oldest):
+        try:
+            alive = await self.ping(oldest)
+        finally:
+            self._evict_pings.discard(oldest.peer_id)
+        if alive:
             self.table.add(oldest, trio.current_time())
         else:
             self.table.remove(oldest.peer_id, trio.current_time())
@@ -308,10 +316,13 @@ class Dht:
         return (own ^ offset).to_bytes(32, "big")
 
     async def _refresh_loop(self) -> None:
+        # A random phase, so peers that started together (a devnet, a restarted cluster, a
+        # simulated swarm) do not all refresh in the same instant.
+        await trio.sleep(self.rng.uniform(0, self.config.refresh_interval / 2))
         while True:
-            await trio.sleep(self.config.refresh_interval / 2)
             await self.refresh_stale_buckets()
             self.store.expire(self.clock.now())
+            await trio.sleep(self.config.refresh_interval / 2)
 
     async def _republish_loop(self) -> None:
         while True:
