@@ -306,9 +306,22 @@ class Dht:
 
     async def refresh_stale_buckets(self) -> None:
         now = trio.current_time()
-        for index in self.table.stale_buckets(now, self.config.refresh_interval):
-            await self.lookup_nodes(self._random_id_in_bucket(index))
-            self.table.buckets[index].last_changed = trio.current_time()
+        stale = self.table.stale_buckets(now, self.config.refresh_interval)
+        # A lookup of our own id finds every peer nearer to us than our k-th closest contact,
+        # so it refreshes at once each bucket that lies wholly inside that distance; a
+        # random-id lookup apiece for those (as for the others) would ask the same peers.
+        own = self.host.peer_id
+        nearest = self.table.closest(own.raw)
+        horizon = (nearest[-1].peer_id.as_int ^ own.as_int).bit_length() - 1 if len(nearest) == self.config.k else -1
+        inside = [index for index in stale if index < horizon]
+        if inside:
+            await self.lookup_nodes(own.raw)
+            for index in inside:
+                self.table.buckets[index].last_changed = trio.current_time()
+        for index in stale:
+            if index >= horizon:
+                await self.lookup_nodes(self._random_id_in_bucket(index))
+                self.table.buckets[index].last_changed = trio.current_time()
 
     def _random_id_in_bucket(self, index: int) -> bytes:
         own = self.host.peer_id.as_int

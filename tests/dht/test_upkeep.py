@@ -1,4 +1,5 @@
-"""Ping-before-evict: one ping per oldest contact, however many strangers knock."""
+"""Routing-table upkeep: ping-before-evict (one ping per oldest contact, however many strangers
+knock) and bucket refresh (one own-id lookup for the buckets inside the k closest)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,24 @@ async def test_strangers_landing_in_a_full_bucket_share_one_ping() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert len(pinged) == 2 and pinged[1] == first[1].peer_id
         nursery.cancel_scope.cancel()
+
+
+async def test_one_own_id_lookup_refreshes_every_bucket_inside_the_k_closest() -> None:
+    host = Host(Identity.generate(), TcpNetwork())
+    dht = Dht(host, SystemClock(), config=DhtConfig(k=4))
+    own = host.peer_id.as_int
+    for i, distance in enumerate([(1 << 200) + 1, (1 << 201) + 1, (1 << 202) + 1, (1 << 250) + 5]):
+        peer = PeerId((own ^ distance).to_bytes(32, "big"))
+        dht.table.add(Contact(peer, f"127.0.0.1:{9000 + i}"), 0.0)
+    targets: list[bytes] = []
+
+    async def record_lookup(target: bytes) -> None:
+        targets.append(target)
+
+    dht.lookup_nodes = record_lookup  # type: ignore[method-assign,assignment]
+    await dht.refresh_stale_buckets()
+    # Buckets 200..255 were all stale: 200..249 lie inside the 4th closest (bucket 250), so
+    # one lookup of our own id covers them; 250..255 get a random-id lookup each.
+    assert targets[0] == host.peer_id.raw
+    assert sorted((int.from_bytes(t, "big") ^ own).bit_length() - 1 for t in targets[1:]) == list(range(250, 256))
+    assert all(dht.table.buckets[i].last_changed > 0 for i in range(200, 256))
