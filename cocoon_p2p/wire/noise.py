@@ -138,8 +138,10 @@ class CipherState:
         """
         k = self._k
         n = self._n
-        if k is None or n >= MAX_NONCE or not 0 < mlen <= _MAX_PLAINTEXT:
-            raise ProtocolError("encrypt_into needs a keyed cipher, a fresh nonce and 1..65519 bytes")
+        if k is None or not 0 < mlen <= _MAX_PLAINTEXT:
+            raise ValueError("encrypt_into needs a keyed cipher and 1..65519 bytes")
+        if n >= MAX_NONCE:
+            raise ProtocolError("Noise nonce exhausted; the session must be re-established")
         _aead_encrypt(out, _NULL, plaintext, mlen, _NULL, 0, _NULL, _nonce(n), k)
         self._n = n + 1
 
@@ -147,8 +149,10 @@ class CipherState:
         """Open ``clen`` bytes (no AD) at a cffi pointer into ``out`` (``clen - 16`` bytes)."""
         k = self._k
         n = self._n
-        if k is None or n >= MAX_NONCE:
-            raise ProtocolError("decrypt_into needs a keyed cipher and a fresh nonce")
+        if k is None:
+            raise ValueError("decrypt_into needs a keyed cipher")
+        if n >= MAX_NONCE:
+            raise ProtocolError("Noise nonce exhausted; the session must be re-established")
         if not TAG_LEN < clen <= MAX_MESSAGE:
             raise DecryptError(f"Noise message of {clen} bytes is out of range")
         if _aead_decrypt(out, _NULL, _NULL, ciphertext, clen, _NULL, 0, _nonce(n), k) != 0:

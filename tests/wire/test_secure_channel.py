@@ -10,10 +10,11 @@ import struct
 import pytest
 import trio
 
-from cocoon_p2p.errors import DecryptError, LimitExceeded
+from cocoon_p2p.errors import DecryptError, LimitExceeded, ProtocolError
 from cocoon_p2p.identity import Identity
 from cocoon_p2p.net.socket_stream import TcpSocketStream
 from cocoon_p2p.wire.limits import MAX_FRAME_PLAINTEXT
+from cocoon_p2p.wire.noise import MAX_NONCE, CipherState, ffi_pointer
 from cocoon_p2p.wire.secure import THREAD_CRYPTO_MIN, SecureChannel, secure_stream
 
 
@@ -73,3 +74,22 @@ async def test_an_announced_message_over_the_limit_is_refused_before_it_arrives(
     await sender.stream.send_all(struct.pack(">H", len(ciphertext)) + ciphertext)
     with pytest.raises(LimitExceeded):
         await receiver.receive_message()
+
+
+def test_copy_free_sealing_keeps_the_nonce_rules() -> None:
+    sender, receiver = CipherState(bytes(32)), CipherState(bytes(32))
+    plain = bytearray(b"p" * 1000)
+    wire = bytearray(1016)
+    sender.encrypt_into(ffi_pointer(wire), ffi_pointer(plain), 1000)
+    opened = bytearray(1000)
+    receiver.decrypt_into(ffi_pointer(opened), ffi_pointer(wire), 1016)
+    assert opened == plain and sender.n == receiver.n == 1
+    wire[5] ^= 1
+    with pytest.raises(DecryptError):
+        receiver.decrypt_into(ffi_pointer(opened), ffi_pointer(wire), 1016)
+    assert receiver.n == 1  # a failed frame does not use up its nonce
+    sender.set_nonce(MAX_NONCE)
+    with pytest.raises(ProtocolError):
+        sender.encrypt_into(ffi_pointer(wire), ffi_pointer(plain), 1000)
+    with pytest.raises(ValueError):
+        CipherState(None).encrypt_into(ffi_pointer(wire), ffi_pointer(plain), 1000)
