@@ -59,10 +59,11 @@ class Buckets(Sequence[Bucket]):
     scans go through :meth:`existing` and allocate nothing.
     """
 
-    __slots__ = ("_made",)
+    __slots__ = ("_made", "_order")
 
     def __init__(self) -> None:
         self._made: dict[int, Bucket] = {}
+        self._order: list[int] | None = None  # sorted indices of _made, rebuilt after a bucket is made
 
     def __len__(self) -> int:
         return ID_BITS
@@ -83,15 +84,22 @@ class Buckets(Sequence[Bucket]):
         bucket = self._made.get(index)
         if bucket is None:
             bucket = self._made[index] = Bucket()
+            self._order = None
         return bucket
 
     def peek(self, index: int) -> Bucket | None:
         """The bucket if it was ever used, without allocating one."""
         return self._made.get(index)
 
+    def made_indices(self) -> list[int]:
+        """Indices of the buckets made so far, ascending (the others are empty)."""
+        if self._order is None:
+            self._order = sorted(self._made)
+        return self._order
+
     def existing(self) -> list[Bucket]:
         """Buckets made so far, in index order (the others are empty)."""
-        return [self._made[i] for i in sorted(self._made)]
+        return [self._made[i] for i in self.made_indices()]
 
 
 class RoutingTable:
@@ -221,17 +229,35 @@ class RoutingTable:
         # taken in that order until ``count`` are in hand, then sorted: the same answer
         # as a full sort, since distances between distinct ids never tie.
         # (For our own id as target, t = -1: bucket j is simply [2^j, 2^(j+1)) away.)
+        # Only buckets ever made are visited: a table fills about log2(N) of the 256.
         t = (self.own_id.as_int ^ target_int).bit_length() - 1
-        groups = [[t], list(range(t))] if t >= 0 else []
-        groups.extend([j] for j in range(t + 1, ID_BITS))
+        made = self.buckets.made_indices()
+        peek = self.buckets.peek
         picked: list[Contact] = []
-        for group in groups:
-            for index in group:
-                bucket = made(index)
-                if bucket is not None:
-                    picked.extend(c for c in bucket.contacts.values() if c.peer_id != exclude)
-            if len(picked) >= count:
-                break
+
+        skip = exclude.raw if exclude is not None else None
+
+        def take(index: int) -> None:
+            bucket = peek(index)
+            if bucket is not None:
+                if skip is None:
+                    picked.extend(bucket.contacts.values())
+                else:
+                    picked.extend(c for c in bucket.contacts.values() if c.peer_id.raw != skip)
+
+        if t >= 0:
+            take(t)
+            if len(picked) < count:
+                for index in made:
+                    if index >= t:
+                        break
+                    take(index)
+        if len(picked) < count:
+            for index in made:
+                if index > t:
+                    take(index)
+                    if len(picked) >= count:
+                        break
         picked.sort(key=lambda c: c.peer_id.as_int ^ target_int)
         return picked[:count]
 
