@@ -221,7 +221,6 @@ class RoutingTable:
         """The ``count`` (default k) known contacts XOR-closest to ``target``."""
         count = self.k if count is None else count
         target_int = int.from_bytes(target, "big")
-        made = self.buckets.peek
         # Visit buckets nearest-first instead of sorting the whole table on every
         # find_node. With ``t`` the target's bucket (relative to our id), contacts in
         # bucket t are within 2^t of the target, those of every bucket below t lie in
@@ -233,9 +232,8 @@ class RoutingTable:
         t = (self.own_id.as_int ^ target_int).bit_length() - 1
         made = self.buckets.made_indices()
         peek = self.buckets.peek
-        picked: list[Contact] = []
-
         skip = exclude.raw if exclude is not None else None
+        picked: list[Contact] = []
 
         def take(index: int) -> None:
             bucket = peek(index)
@@ -267,7 +265,7 @@ class RoutingTable:
     def stale_buckets(self, now: float, idle: float) -> list[int]:
         """Indices of non-empty-range buckets untouched for ``idle`` seconds."""
         peek = self.buckets.peek
-        lowest = min((i for i in range(ID_BITS) if (b := peek(i)) is not None and b.contacts), default=ID_BITS)
+        lowest = next((i for i in self.buckets.made_indices() if (b := peek(i)) is not None and b.contacts), ID_BITS)
         stale = []
         for i in range(lowest, ID_BITS):
             bucket = peek(i)

@@ -20,6 +20,7 @@ from ..identity import Identity, PeerId
 from ..net import WallClock, join_address, split_address
 from ..rpc import CallContext, Host
 from ..wire.codec import BYTES32, Field, Schema
+from .distance import bucket_index
 from .lookup import LookupResult, QueryReply, iterative_lookup
 from .records import (
     PEER_RECORD,
@@ -323,7 +324,7 @@ class Dht:
         # random-id lookup apiece for those (as for the others) would ask the same peers.
         own = self.host.peer_id
         nearest = self.table.closest(own.raw)
-        horizon = (nearest[-1].peer_id.as_int ^ own.as_int).bit_length() - 1 if len(nearest) == self.config.k else -1
+        horizon = bucket_index(own.raw, nearest[-1].peer_id.raw) if len(nearest) == self.config.k else -1
         inside = [index for index in stale if index < horizon]
         if inside:
             await self.lookup_nodes(own.raw)

@@ -37,6 +37,9 @@ def frame_count(payload_len: int) -> int:
 def seal_frames(cipher: CipherState, payload: bytes, first: int, stop: int) -> bytes | bytearray:
     """Frames ``first..stop-1`` of ``payload``'s message, sealed and length-prefixed."""
     data_len = 4 + len(payload)
+    if data_len <= MAX_FRAME_PLAINTEXT:  # one frame, the RPC hot path: no wire buffer to fill
+        ciphertext = cipher.encrypt_with_ad(b"", _U32.pack(len(payload)) + payload)
+        return _U16.pack(len(ciphertext)) + ciphertext
     wire_len = 0
     for index in range(first, stop):
         wire_len += 2 + NOISE_TAG + min(MAX_FRAME_PLAINTEXT, data_len - index * MAX_FRAME_PLAINTEXT)
