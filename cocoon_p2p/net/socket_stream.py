@@ -65,12 +65,14 @@ class TcpSocketStream(trio.abc.HalfCloseableStream):
                 while sent < total:
                     try:
                         sent += self.socket.send(view[sent:])
+                        continue
                     except BlockingIOError:
-                        self._run = 0
-                        await trio.lowlevel.wait_writable(self.socket)
-                        self._check_open()
+                        pass
                     except OSError as exc:
                         raise _broken(exc) from exc
+                    self._run = 0
+                    await trio.lowlevel.wait_writable(self.socket)
+                    self._check_open()
             if total == 0:
                 await trio.lowlevel.checkpoint()
             else:
@@ -120,14 +122,17 @@ class TcpSocketStream(trio.abc.HalfCloseableStream):
                 try:
                     data = self.socket.recv(size)
                 except BlockingIOError:
-                    self._run = 0
-                    await trio.lowlevel.wait_readable(self.socket)
-                    self._check_open()
-                    continue
+                    pass
                 except OSError as exc:
                     raise _broken(exc) from exc
-                await self._fair()
-                return data
+                else:
+                    await self._fair()
+                    return data
+                # Parked outside the except clause: waiting inside it would keep the
+                # BlockingIOError and its traceback alive on every idle connection.
+                self._run = 0
+                await trio.lowlevel.wait_readable(self.socket)
+                self._check_open()
         finally:
             self._receiving = False
 

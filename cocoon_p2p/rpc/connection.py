@@ -21,7 +21,7 @@ from ..wire.codec import Field, Schema
 from ..wire.limits import DEFAULT_LIMITS, Limits
 from ..wire.secure import SecureChannel
 from .ratelimit import TokenBucket
-from .reply import Reply
+from .reply import CallbackReply, Reply
 from .router import CallContext, Router
 from .stream import Stream
 
@@ -78,7 +78,7 @@ class Connection:
         self.limits = limits
         self._taps = taps if taps is not None else []
         self._next_id = 1 if outbound else 2
-        self._pending: dict[int, Reply] = {}
+        self._pending: dict[int, Reply | CallbackReply] = {}
         self._streams: dict[int, Stream] = {}
         self._handlers: dict[int, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
@@ -131,9 +131,10 @@ class Connection:
             return
         self._closed.set()
         err = reason if isinstance(reason, ConnectionClosed) else ConnectionClosed(str(reason))
-        for reply in self._pending.values():
+        # Taken out first: a reply callback may call back into this connection.
+        pending, self._pending = self._pending, {}
+        for reply in pending.values():
             reply.set(err)
-        self._pending.clear()
         for stream in self._streams.values():
             stream._fail(err)
         self._streams.clear()
@@ -208,6 +209,57 @@ class Connection:
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+    def request_nowait(self, method: str, params: dict[str, Any], on_reply: Callable[[Any], None]) -> int | None:
+        """Send a unary request without waiting for anything; None when it would have to wait.
+
+        ``on_reply`` later runs once in the read loop with the result map or the exception
+        (``RemoteError``, ``ConnectionClosed``); it must not block or raise. There is no
+        timeout: the caller keeps its own and calls :meth:`abandon`. Returns the call id.
+        None (nothing sent) when every call slot is taken or the channel is busy: use
+        :meth:`call`. A lookup asks many peers at once, and a task plus a cancel scope per
+        query was a third of its CPU.
+        """
+        if self._closed.is_set():
+            raise ConnectionClosed("connection is closed")
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return None
+        call_id = self._allocate_id()
+        msg = {"t": "req", "id": call_id, "m": method, "p": params}
+        for tap in self._taps:
+            tap("out", self, msg)
+        try:
+            sent = self.channel.send_message_nowait(codec.pack(msg))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._slots.release()
+            self._shutdown(ConnectionClosed(str(exc) or "connection lost"))
+            raise ConnectionClosed("connection lost while sending") from None
+        except BaseException:
+            self._slots.release()
+            raise
+        if not sent:
+            self._slots.release()
+            return None
+        if self.channel.has_backlog and self._nursery is not None:
+            self._nursery.start_soon(self._flush_quietly)
+        self._pending[call_id] = CallbackReply(on_reply, self._slots.release)
+        self.last_activity = trio.current_time()
+        return call_id
+
+    def abandon(self, call_id: int) -> None:
+        """Give up on a :meth:`request_nowait` call: its callback will not run, the peer is told to stop."""
+        pending = self._pending.pop(call_id, None)
+        if pending is not None:
+            pending.drop()
+            self._send_soon({"t": "cancel", "id": call_id})
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.channel.flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._shutdown(ConnectionClosed(str(exc) or "connection lost"))
 
     @asynccontextmanager
     async def open_stream(self, method: str, params: dict[str, Any]) -> AsyncIterator[Stream]:

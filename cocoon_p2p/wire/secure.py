@@ -106,6 +106,9 @@ class SecureChannel:
         self._send_lock = trio.StrictFIFOLock()
         # Streams that can send without blocking (TcpSocketStream) let small frames skip the shield.
         self._send_nowait = getattr(stream, "send_nowait", None)
+        # The tail of a frame the socket did not take in send_message_nowait: the next
+        # sender (or flush) writes it first, so frames keep their nonce order.
+        self._backlog: memoryview | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -123,6 +126,7 @@ class SecureChannel:
         # Once a nonce is used the frame must go out whole, whatever happens to the caller:
         # half a frame or a skipped nonce would desynchronise the session, hence the shields.
         try:
+            await self._write_backlog()
             if len(payload) >= THREAD_CRYPTO_MIN:
                 with trio.CancelScope(shield=True):
                     sent = await send_pipelined(self._send_cipher, payload, self.stream.send_all)
@@ -136,6 +140,48 @@ class SecureChannel:
         finally:
             self._send_lock.release()
         self.bytes_sent += sent
+
+    def send_message_nowait(self, payload: bytes) -> bool:
+        """Seal and send a small message now, without waiting; False when that is not possible.
+
+        False (nothing sealed, nothing sent) when another send is under way, a tail is
+        still queued, the message is large, or the stream cannot send without waiting:
+        use :meth:`send_message`. True commits the message; whatever the socket did not
+        take waits in a backlog that the next :meth:`send_message` or :meth:`flush`
+        writes first (the caller arranges a flush when :attr:`has_backlog`).
+        """
+        if len(payload) > self.max_message:
+            raise LimitExceeded(f"message of {len(payload)} bytes exceeds the {self.max_message} byte limit")
+        if self._send_nowait is None or self._backlog is not None or len(payload) >= THREAD_CRYPTO_MIN:
+            return False
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        try:
+            wire = self._seal(payload)
+            sent = self._send_nowait(wire)
+            if sent < len(wire):
+                self._backlog = memoryview(wire)[sent:]
+        finally:
+            self._send_lock.release()
+        self.bytes_sent += len(wire)
+        return True
+
+    @property
+    def has_backlog(self) -> bool:
+        return self._backlog is not None
+
+    async def flush(self) -> None:
+        """Write out the tail that :meth:`send_message_nowait` left, if any."""
+        async with self._send_lock:
+            await self._write_backlog()
+
+    async def _write_backlog(self) -> None:
+        if self._backlog is not None:
+            rest, self._backlog = self._backlog, None
+            with trio.CancelScope(shield=True):
+                await self.stream.send_all(rest)
 
     async def receive_message(self) -> bytes:
         """Next whole application message; ``trio.EndOfChannel`` on a clean close."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -135,6 +136,82 @@ async def test_timeout_propagates_as_cancel() -> None:
             await conn.call("forever", {}, timeout=0.2)
         with trio.fail_after(10):
             await stopped.wait()
+
+
+async def test_a_request_sent_without_waiting_reports_back_through_its_callback() -> None:
+    async with running_hosts(2) as (a, b):
+
+        async def echo(ctx: CallContext, params: dict) -> dict:
+            return {"n": params["n"]}
+
+        async def refuse(ctx: CallContext, params: dict) -> dict:
+            raise RemoteError("over_capacity", "busy")
+
+        b.router.unary("echo", echo)
+        b.router.unary("refuse", refuse)
+        conn = await a.connect(b.listen_address)
+        outcomes: dict[int, object] = {}
+        done = trio.Event()
+
+        def record(n: int) -> Callable[[object], None]:
+            def on_reply(outcome: object) -> None:
+                outcomes[n] = outcome
+                if len(outcomes) == 3:
+                    done.set()
+
+            return on_reply
+
+        assert conn.request_nowait("echo", {"n": 1}, record(1)) is not None
+        assert conn.request_nowait("echo", {"n": 2}, record(2)) is not None
+        assert conn.request_nowait("refuse", {}, record(3)) is not None
+        with trio.fail_after(10):
+            await done.wait()
+        assert outcomes[1] == {"n": 1} and outcomes[2] == {"n": 2}
+        assert isinstance(outcomes[3], RemoteError) and outcomes[3].code == "over_capacity"
+        assert conn.is_idle  # every slot given back
+
+
+async def test_an_abandoned_request_never_calls_back_and_stops_the_remote_handler() -> None:
+    async with running_hosts(2) as (a, b):
+        started, stopped = trio.Event(), trio.Event()
+
+        async def forever(ctx: CallContext, params: dict) -> dict:
+            started.set()
+            try:
+                await trio.sleep_forever()
+            finally:
+                stopped.set()
+
+        b.router.unary("forever", forever)
+        conn = await a.connect(b.listen_address)
+        called: list[object] = []
+        call_id = conn.request_nowait("forever", {}, called.append)
+        assert call_id is not None
+        with trio.fail_after(10):
+            await started.wait()
+            conn.abandon(call_id)
+            await stopped.wait()
+        assert called == [] and conn.is_idle
+
+
+async def test_requests_without_waiting_fail_with_the_connection_and_decline_when_slots_run_out() -> None:
+    limits = Limits(max_streams=2)
+    async with running_hosts(2, limits=limits) as (a, b):
+
+        async def forever(ctx: CallContext, params: dict) -> dict:
+            await trio.sleep_forever()
+            return {}
+
+        b.router.unary("forever", forever)
+        conn = await a.connect(b.listen_address)
+        outcomes: list[object] = []
+        assert conn.request_nowait("forever", {}, outcomes.append) is not None
+        assert conn.request_nowait("forever", {}, outcomes.append) is not None
+        assert conn.request_nowait("forever", {}, outcomes.append) is None  # no slot: use call()
+        await conn.aclose()
+        assert len(outcomes) == 2 and all(isinstance(o, ConnectionClosed) for o in outcomes)
+        with pytest.raises(ConnectionClosed):
+            conn.request_nowait("forever", {}, outcomes.append)
 
 
 async def test_bidirectional_stream() -> None:

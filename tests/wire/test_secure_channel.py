@@ -9,6 +9,7 @@ import struct
 
 import pytest
 import trio
+import trio.testing
 
 from cocoon_p2p.errors import DecryptError, LimitExceeded, ProtocolError
 from cocoon_p2p.identity import Identity
@@ -93,3 +94,39 @@ def test_copy_free_sealing_keeps_the_nonce_rules() -> None:
         sender.encrypt_into(ffi_pointer(wire), ffi_pointer(plain), 1000)
     with pytest.raises(ValueError):
         CipherState(None).encrypt_into(ffi_pointer(wire), ffi_pointer(plain), 1000)
+
+
+async def test_a_no_wait_send_the_socket_cannot_take_whole_is_finished_in_order() -> None:
+    sender, receiver = await _channels()
+    sock = sender.stream.socket  # type: ignore[attr-defined]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = os.urandom(200_000)  # far more than the socket buffer, under the threaded-path size
+    assert sender.send_message_nowait(big)
+    assert sender.has_backlog
+    # Nothing else may slip in before the tail: a second no-wait send refuses...
+    assert not sender.send_message_nowait(b"second")
+    got: list[bytes] = []
+
+    async def read(n: int) -> None:
+        for _ in range(n):
+            got.append(await receiver.receive_message())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read, 3)
+        # ...and a waiting send writes the tail first.
+        await sender.send_message(b"third")
+        await sender.flush()
+        assert not sender.has_backlog
+        assert sender.send_message_nowait(b"fourth")
+    assert got == [big, b"third", b"fourth"]
+
+
+async def test_a_no_wait_send_declines_while_another_send_holds_the_channel() -> None:
+    sender, receiver = await _channels()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.send_message, os.urandom(THREAD_CRYPTO_MIN))  # holds the lock while it runs
+        await trio.testing.wait_all_tasks_blocked()
+        assert not sender.send_message_nowait(b"later")
+        assert len(await receiver.receive_message()) == THREAD_CRYPTO_MIN
+    assert sender.send_message_nowait(b"later")
+    assert await receiver.receive_message() == b"later"
