@@ -1,15 +1,15 @@
 """The Kademlia routing table: 256 buckets of at most k contacts.
 
 Least-recently-seen eviction with ping-before-evict: a newcomer to a full bucket
-waits in that bucket's replacement cache while the oldest contact is pinged; only
-if the ping fails does the newcomer take its place. At most ``per_subnet`` contacts
+waits in that bucket's replacement cache; the service pings the oldest contact (when
+it has been quiet a while) and only if the ping fails, or a query to a member fails,
+does a waiting newcomer take the slot. At most ``per_subnet`` contacts
 of one IPv4 /24 share a bucket, which makes eclipsing a bucket cost many networks.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -29,20 +29,42 @@ class Contact:
     @property
     def subnet(self) -> str | None:
         """The /24 of an IPv4 address, or None where the limit does not apply (loopback, IPv6, names)."""
+        address = self.address
         try:
-            host, _ = split_address(self.address)
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return None
-        if ip.version != 4 or ip.is_loopback:
-            return None
-        return str(ipaddress.ip_network(f"{ip}/24", strict=False))
+            return _subnets[address]
+        except KeyError:
+            pass
+        if len(_subnets) >= _SUBNET_MEMO:
+            _subnets.clear()  # a bound, not an LRU: a forgotten address is just parsed again
+        value = _subnets[address] = _parse_subnet(address)
+        return value
+
+
+#: Every request a peer answers checks its caller's /24 (and a full bucket's check comes
+#: before the replacement cache): parsing with ``ipaddress`` each time was a visible share
+#: of a lookup. The value depends on the address string alone.
+_SUBNET_MEMO = 8192
+_subnets: dict[str, str | None] = {}
+
+
+def _parse_subnet(address: str) -> str | None:
+    try:
+        host, _ = split_address(address)
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version != 4 or ip.is_loopback:
+        return None
+    return str(ipaddress.ip_network(f"{ip}/24", strict=False))
 
 
 @dataclass(slots=True)
 class Bucket:
-    contacts: OrderedDict[PeerId, Contact] = field(default_factory=OrderedDict)  # oldest first
-    replacements: OrderedDict[PeerId, Contact] = field(default_factory=OrderedDict)
+    # Keyed by raw id bytes in plain dicts (insertion order = least recently seen first): a
+    # PeerId key costs a Python-level __hash__ per lookup, and iterating an OrderedDict's
+    # values hashes every key again, which made closest() a third of a lookup's table time.
+    contacts: dict[bytes, Contact] = field(default_factory=dict)  # oldest first
+    replacements: dict[bytes, Contact] = field(default_factory=dict)  # oldest first
     last_changed: float = 0.0
     #: Contacts per /24 in ``contacts``, kept by RoutingTable so the per-subnet check
     #: is one dict read instead of a scan of the bucket on every insert.
@@ -116,19 +138,19 @@ class RoutingTable:
         return sum(len(b.contacts) for b in self.buckets.existing())
 
     def __contains__(self, peer_id: PeerId) -> bool:
-        if peer_id == self.own_id:
+        if peer_id.raw == self.own_id.raw:
             return False
         bucket = self.buckets.peek(bucket_index(self.own_id.raw, peer_id.raw))
-        return bucket is not None and peer_id in bucket.contacts
+        return bucket is not None and peer_id.raw in bucket.contacts
 
     def bucket_of(self, peer_id: PeerId) -> Bucket:
         return self.buckets[bucket_index(self.own_id.raw, peer_id.raw)]
 
     def get(self, peer_id: PeerId) -> Contact | None:
-        if peer_id == self.own_id:
+        if peer_id.raw == self.own_id.raw:
             return None
         bucket = self.buckets.peek(bucket_index(self.own_id.raw, peer_id.raw))
-        return bucket.contacts.get(peer_id) if bucket is not None else None
+        return bucket.contacts.get(peer_id.raw) if bucket is not None else None
 
     def add(self, contact: Contact, now: float) -> Contact | None:
         """Record that ``contact`` is alive.
@@ -137,49 +159,52 @@ class RoutingTable:
         the newcomer was parked in the replacement cache: the caller should ping it
         and call :meth:`remove` if it does not answer (or :meth:`add` it if it does).
         """
-        if contact.peer_id == self.own_id:
+        raw = contact.peer_id.raw
+        if raw == self.own_id.raw:
             return None
-        bucket = self.bucket_of(contact.peer_id)
+        bucket = self.buckets[bucket_index(self.own_id.raw, raw)]
         contact.last_seen = now
-        existing = bucket.contacts.get(contact.peer_id)
+        existing = bucket.contacts.get(raw)
         if existing is not None:
             existing.last_seen = now
             existing.failures = 0
-            if existing.address != contact.address:
-                # A moved peer must not push its new /24 over the bucket's limit.
-                self._discard(bucket, contact.peer_id)
-                if self._subnet_allows(bucket, contact):
+            # Taken out and put back, so it moves to the most-recently-seen end.
+            if existing.address == contact.address:
+                del bucket.contacts[raw]
+                bucket.contacts[raw] = existing
+            else:
+                self._discard(bucket, raw)
+                if self._subnet_allows(bucket, contact):  # a moved peer must not push its new /24 over the limit
                     existing.address = contact.address
                 self._insert(bucket, existing)
-            bucket.contacts.move_to_end(contact.peer_id)
             bucket.last_changed = now
             return None
         if not self._subnet_allows(bucket, contact):
             return None
         if len(bucket.contacts) < self.k:
             self._insert(bucket, contact)
-            bucket.replacements.pop(contact.peer_id, None)
+            bucket.replacements.pop(raw, None)
             bucket.last_changed = now
             return None
-        bucket.replacements.pop(contact.peer_id, None)
-        bucket.replacements[contact.peer_id] = contact
+        bucket.replacements.pop(raw, None)
+        bucket.replacements[raw] = contact
         while len(bucket.replacements) > self.replacement_size:
-            bucket.replacements.popitem(last=False)
+            del bucket.replacements[next(iter(bucket.replacements))]
         return next(iter(bucket.contacts.values()))
 
     def remove(self, peer_id: PeerId, now: float = 0.0) -> None:
         """Drop a dead contact and promote the freshest replacement in its place."""
-        if peer_id == self.own_id:
+        if peer_id.raw == self.own_id.raw:
             return
         bucket = self.buckets.peek(bucket_index(self.own_id.raw, peer_id.raw))
         if bucket is None:
             return
-        bucket.replacements.pop(peer_id, None)
-        if self._discard(bucket, peer_id) is None:
+        bucket.replacements.pop(peer_id.raw, None)
+        if self._discard(bucket, peer_id.raw) is None:
             return
         bucket.last_changed = now
         while bucket.replacements:
-            _, candidate = bucket.replacements.popitem(last=True)
+            _, candidate = bucket.replacements.popitem()  # the freshest
             if self._subnet_allows(bucket, candidate):
                 self._insert(bucket, candidate)
                 break
@@ -200,13 +225,13 @@ class RoutingTable:
 
     # Every change to ``bucket.contacts`` goes through these two, which keep ``bucket.subnets``.
     def _insert(self, bucket: Bucket, contact: Contact) -> None:
-        bucket.contacts[contact.peer_id] = contact
+        bucket.contacts[contact.peer_id.raw] = contact
         subnet = contact.subnet
         if subnet is not None:
             bucket.subnets[subnet] = bucket.subnets.get(subnet, 0) + 1
 
-    def _discard(self, bucket: Bucket, peer_id: PeerId) -> Contact | None:
-        contact = bucket.contacts.pop(peer_id, None)
+    def _discard(self, bucket: Bucket, raw: bytes) -> Contact | None:
+        contact = bucket.contacts.pop(raw, None)
         if contact is not None:
             subnet = contact.subnet
             if subnet is not None:
@@ -238,10 +263,11 @@ class RoutingTable:
         def take(index: int) -> None:
             bucket = peek(index)
             if bucket is not None:
-                if skip is None:
-                    picked.extend(bucket.contacts.values())
+                contacts = bucket.contacts
+                if skip is not None and skip in contacts:
+                    picked.extend(c for c in contacts.values() if c.peer_id.raw != skip)
                 else:
-                    picked.extend(c for c in bucket.contacts.values() if c.peer_id.raw != skip)
+                    picked.extend(contacts.values())
 
         if t >= 0:
             take(t)

@@ -21,7 +21,7 @@ from ..net import WallClock, join_address, split_address
 from ..rpc import CallContext, Host
 from ..wire.codec import BYTES32, Field, Schema
 from .distance import bucket_index
-from .lookup import LookupResult, QueryReply, iterative_lookup
+from .lookup import Abandon, LookupResult, QueryReply, ReplyFn, iterative_lookup
 from .records import (
     PEER_RECORD,
     Record,
@@ -55,6 +55,10 @@ class DhtConfig:
     republish_margin: float = 3600.0
     record_ttl: int = 24 * 3600
     per_subnet: int | None = 2
+    #: Ping-before-evict only questions a bucket's oldest contact not heard from this long
+    #: (BEP 5's 15 minutes); a fresher one keeps its slot and the newcomer waits in the
+    #: replacement cache, taking the slot when a query to a member fails.
+    evict_ping_after: float = 900.0
 
 
 class Dht:
@@ -83,6 +87,7 @@ class Dht:
         # Replies name the same peers over and over; building a PeerId (validation and its
         # integer) for each was a sixth of a lookup's CPU.
         self._peer_ids: dict[bytes, PeerId] = {}
+        self._header_for: tuple[str | None, dict[str, Any]] = (None, {})
         router = host.router
         # Table and store reads never wait, so they run inline in the connection's reader.
         router.unary("dht.ping", self._on_ping, inline=True)
@@ -103,8 +108,11 @@ class Dht:
         return self.advertise or self.host.listen_address or ""
 
     def _header(self) -> dict[str, Any]:
-        _, port = split_address(self.my_address)
-        return {"port": port}
+        address = self.my_address
+        if self._header_for[0] != address:
+            _, port = split_address(address)
+            self._header_for = (address, {"port": port})
+        return self._header_for[1]
 
     # --- inbound RPCs ------------------------------------------------------
     def _observe(self, ctx: CallContext, params: dict[str, Any]) -> None:
@@ -115,10 +123,13 @@ class Dht:
         self._saw(Contact(ctx.peer_id, join_address(host, port)))
 
     def _saw(self, contact: Contact) -> None:
-        lrs = self.table.add(contact, trio.current_time())
+        now = trio.current_time()
+        lrs = self.table.add(contact, now)
+        if lrs is None or self._nursery is None or now - lrs.last_seen < self.config.evict_ping_after:
+            return
         # One ping per oldest contact at a time: every stranger that lands in a full bucket
         # names the same oldest contact, and a ping each would multiply the traffic.
-        if lrs is not None and self._nursery is not None and lrs.peer_id not in self._evict_pings:
+        if lrs.peer_id not in self._evict_pings:
             self._evict_pings.add(lrs.peer_id)
             self._nursery.start_soon(self._ping_before_evict, lrs)
 
@@ -200,11 +211,45 @@ class Dht:
     async def _query(self, contact: Contact, method: str, target: bytes) -> QueryReply:
         try:
             reply = await self._call(contact, method, {"target": target})
-            contacts = self._parse_contacts(reply)
+            return self._take_reply(contact, target, reply)
         except BaseException as exc:
             if isinstance(exc, (CocoonError, trio.TooSlowError, OSError)):
                 self.table.record_failure(contact.peer_id, trio.current_time())
             raise
+
+    def _post_query(self, contact: Contact, method: str, target: bytes, on_done: ReplyFn) -> Abandon | None:
+        """Send a lookup query on a pooled connection without waiting (see lookup.PostFn)."""
+        conn = self.host.connection_for(contact.peer_id)
+        if conn is None:
+            return None
+
+        def on_reply(result: Any) -> None:
+            if not isinstance(result, BaseException):
+                try:
+                    on_done(self._take_reply(contact, target, result))
+                    return
+                except CocoonError:
+                    pass
+            self.table.record_failure(contact.peer_id, trio.current_time())
+            on_done(None)
+
+        try:
+            call_id = conn.request_nowait(method, {"target": target, **self._header()}, on_reply)
+        except CocoonError:
+            return None  # the connection just closed: the waiting path dials afresh
+        if call_id is None:
+            return None
+        self.rpcs_sent += 1
+
+        def abandon(timed_out: bool) -> None:
+            conn.abandon(call_id)
+            if timed_out:
+                self.table.record_failure(contact.peer_id, trio.current_time())
+
+        return abandon
+
+    def _take_reply(self, contact: Contact, target: bytes, reply: dict[str, Any]) -> QueryReply:
+        contacts = self._parse_contacts(reply)
         self._saw(Contact(contact.peer_id, contact.address))
         records = []
         now = self.clock.now()
@@ -222,9 +267,18 @@ class Dht:
         async def query(contact: Contact) -> QueryReply:
             return await self._query(contact, "dht.find_node", target)
 
-        seeds = self.table.closest(target)
+        def post(contact: Contact, on_done: ReplyFn) -> Abandon | None:
+            return self._post_query(contact, "dht.find_node", target, on_done)
+
         return await iterative_lookup(
-            target, seeds, query, k=self.config.k, alpha=self.config.alpha, own_id=self.host.peer_id
+            target,
+            self.table.closest(target),
+            query,
+            k=self.config.k,
+            alpha=self.config.alpha,
+            own_id=self.host.peer_id,
+            post=post,
+            timeout=self.config.query_timeout,
         )
 
     async def get_records(self, key: bytes, *, enough: int | None = None) -> LookupResult:
@@ -232,6 +286,9 @@ class Dht:
 
         async def query(contact: Contact) -> QueryReply:
             return await self._query(contact, "dht.find_value", key)
+
+        def post(contact: Contact, on_done: ReplyFn) -> Abandon | None:
+            return self._post_query(contact, "dht.find_value", key, on_done)
 
         stop = (lambda recs: len(recs) >= enough) if enough else None
         result = await iterative_lookup(
@@ -242,6 +299,8 @@ class Dht:
             alpha=self.config.alpha,
             own_id=self.host.peer_id,
             stop_when=stop,
+            post=post,
+            timeout=self.config.query_timeout,
         )
         merged = {(r.key, r.publisher): r for r in result.records}
         for local in self.store.get(key, self.clock.now()):
@@ -304,7 +363,7 @@ class Dht:
             try:
                 with trio.fail_after(self.config.query_timeout):
                     conn = await self.host.connect(address, expected=expected)
-                    await conn.call("dht.ping", self._header())
+                    await conn.call("dht.ping", dict(self._header()))
                 self._saw(Contact(conn.peer_id, address))
             except (CocoonError, trio.TooSlowError, OSError) as exc:
                 log.info("bootstrap peer %s unreachable: %s", address, exc)

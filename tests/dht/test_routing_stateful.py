@@ -68,9 +68,9 @@ class RoutingTableMachine(RuleBasedStateMachine):
     def buckets_hold_at_most_k_and_the_right_ids(self) -> None:
         for index, bucket in enumerate(self.table.buckets):
             assert len(bucket.contacts) <= K
-            for peer_id in bucket.contacts:
-                assert peer_id != self.own
-                assert bucket_index(self.own.raw, peer_id.raw) == index
+            for raw, contact in bucket.contacts.items():
+                assert raw == contact.peer_id.raw != self.own.raw
+                assert bucket_index(self.own.raw, raw) == index
 
     @invariant()
     def subnet_limit_holds(self) -> None:

@@ -1,5 +1,6 @@
-"""Routing-table upkeep: ping-before-evict (one ping per oldest contact, however many strangers
-knock) and bucket refresh (one own-id lookup for the buckets inside the k closest)."""
+"""Routing-table upkeep: ping-before-evict (only an oldest contact not heard from lately, one ping
+per oldest contact however many strangers knock) and bucket refresh (one own-id lookup for the
+buckets inside the k closest)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _far_id(own: PeerId) -> PeerId:
 
 async def test_strangers_landing_in_a_full_bucket_share_one_ping() -> None:
     host = Host(Identity.generate(), TcpNetwork())
-    dht = Dht(host, SystemClock(), config=DhtConfig(k=4))
+    dht = Dht(host, SystemClock(), config=DhtConfig(k=4, evict_ping_after=0.0))
     pinged: list[PeerId] = []
     answer = trio.Event()
 
@@ -50,6 +51,41 @@ async def test_strangers_landing_in_a_full_bucket_share_one_ping() -> None:
         dht._saw(Contact(_far_id(host.peer_id), "127.0.0.1:9999"))
         await trio.testing.wait_all_tasks_blocked()
         assert len(pinged) == 2 and pinged[1] == first[1].peer_id
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_recently_seen_oldest_contact_is_not_pinged_and_the_stranger_waits() -> None:
+    host = Host(Identity.generate(), TcpNetwork())
+    dht = Dht(host, SystemClock(), config=DhtConfig(k=4, evict_ping_after=60.0))
+    pinged: list[PeerId] = []
+
+    async def ping(contact: Contact) -> bool:
+        pinged.append(contact.peer_id)
+        return False
+
+    dht.ping = ping  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        await nursery.start(dht.run)
+        now = trio.current_time()
+        first = [Contact(_far_id(host.peer_id), f"127.0.0.1:{9000 + i}") for i in range(4)]
+        for i, contact in enumerate(first):
+            dht.table.add(contact, now - 59.0 + i)  # all heard from within the last minute
+        stranger = Contact(_far_id(host.peer_id), "127.0.0.1:9100")
+        dht._saw(stranger)
+        await trio.testing.wait_all_tasks_blocked()
+        assert pinged == []
+        assert stranger.peer_id not in dht.table
+        assert stranger.peer_id.raw in dht.table.bucket_of(stranger.peer_id).replacements
+        # A failed query to a member hands its slot to the waiting stranger.
+        dht.table.record_failure(first[2].peer_id, trio.current_time())
+        assert stranger.peer_id in dht.table and first[2].peer_id not in dht.table
+        # Once the oldest has been silent past the threshold, the next stranger questions it.
+        dht.table.get(first[0].peer_id).last_seen = now - 61.0  # type: ignore[union-attr]
+        dht._saw(Contact(_far_id(host.peer_id), "127.0.0.1:9101"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert pinged == [first[0].peer_id]
+        assert first[0].peer_id not in dht.table  # it did not answer
         nursery.cancel_scope.cancel()
 
 
