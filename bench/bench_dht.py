@@ -9,9 +9,10 @@ deployed peers (one per process) would; with all 200 in one process pools had to
 Each peer bootstraps from the first and one random earlier peer (kademlia then re-bootstraps
 every peer from the first, as before). Warm-up, untimed and the same for both: every pair of
 peers pings once, then every peer runs WARM_PER_PEER lookups — a network that has been up a
-while, in which (for us) the pooled connections exist. Each timed lookup asks a random peer for
-the id of another random peer, one lookup at a time, timed inside the searcher's process (pipe
-latency excluded); success = the peer closest to the target (other than the target itself,
+while, in which (for us) the pooled connections exist. Both networks stay up for the timed part:
+each timed lookup asks a random peer for the id of another random peer, one lookup at a time,
+the same pair on both networks in turns (so both see the same background load), timed inside
+the searcher's process (pipe latency excluded); success = the peer closest to the target (other than the target itself,
 which `kademlia` never returns for its own id) is among the contacts returned, or is the
 searcher itself (which neither side lists).
 Figures: median and p99 latency, success rate, messages (queries) per lookup, and for us the
@@ -77,14 +78,13 @@ class _Cluster:
                 proc.kill()
 
 
-def _measure(cluster: _Cluster, *, rebootstrap: bool) -> dict:
+def _prepare(cluster: _Cluster, *, rebootstrap: bool) -> None:
     boot = random.Random(1)
     for i in range(1, PEERS):
         cluster.ask(i, "bootstrap", [cluster.peers[0], cluster.peers[boot.randrange(i)]])
     if rebootstrap:
         for i in range(1, PEERS):
             cluster.ask(i, "bootstrap", [cluster.peers[0]])
-    ids = [int.from_bytes(raw, "big") for raw, _ in cluster.peers]
     # Warm-up, untimed: every pair of peers talks once (the lower index pings the higher), then
     # WARM_PER_PEER lookups per peer; all processes at once.
     plans: list[list] = [[] for _ in range(PROCS)]
@@ -99,45 +99,75 @@ def _measure(cluster: _Cluster, *, rebootstrap: bool) -> dict:
         pipe.send(("warm", targets, WARM_PER_PEER, w))
     for pipe in cluster.pipes:
         pipe.recv()
-    rng = random.Random(5)
-    latencies, messages, dials, successes = [], [], [], 0
-    for _ in range(LOOKUPS):
-        searcher, target = rng.sample(range(PEERS), 2)
-        elapsed, queries, closest, opened = cluster.ask(searcher, "lookup", cluster.peers[target][0])
-        latencies.append(elapsed)
-        messages.append(queries)
-        dials.append(opened)
+
+
+class _Tally:
+    def __init__(self, cluster: _Cluster) -> None:
+        self.cluster = cluster
+        self.ids = [int.from_bytes(raw, "big") for raw, _ in cluster.peers]
+        self.latencies: list[float] = []
+        self.messages: list[int] = []
+        self.dials: list[int] = []
+        self.successes = 0
+
+    def lookup(self, searcher: int, target: int) -> None:
+        ids = self.ids
+        elapsed, queries, closest, opened = self.cluster.ask(searcher, "lookup", self.cluster.peers[target][0])
+        self.latencies.append(elapsed)
+        self.messages.append(queries)
+        self.dials.append(opened)
         nearest = min((i for i in ids if i != ids[target]), key=lambda i: i ^ ids[target])
         # A searcher never lists itself (neither side does), so when it is the nearest peer
         # (1 lookup in 199 on average) it has found it trivially; both sides count it alike.
-        successes += nearest == ids[searcher] or any(int.from_bytes(raw, "big") == nearest for raw in closest)
-    return _summary(latencies, successes, messages, dials)
+        self.successes += nearest == ids[searcher] or any(int.from_bytes(raw, "big") == nearest for raw in closest)
+
+    def summary(self) -> dict:
+        return _summary(self.latencies, self.successes, self.messages, self.dials)
 
 
-def _ours() -> dict:
+def _measure(ours: _Cluster, theirs: _Cluster) -> tuple[dict, dict]:
+    """The same LOOKUPS (searcher, target) pairs on both networks, taken in turns.
+
+    Alternating one lookup each (who goes first alternates too) puts both sides under the
+    same background load, which on a shared machine shifts within seconds; measuring one
+    side after the other let that shift into the ratio.
+    """
+    sides = [_Tally(ours), _Tally(theirs)]
+    rng = random.Random(5)
+    for n in range(LOOKUPS):
+        searcher, target = rng.sample(range(PEERS), 2)
+        for side in sides if n % 2 == 0 else sides[::-1]:
+            side.lookup(searcher, target)
+    return sides[0].summary(), sides[1].summary()
+
+
+def _ours_cluster() -> _Cluster:
     per = PEERS // PROCS
-    cluster = _Cluster(serve_ours, lambda w: (per, 1000 * w))
-    try:
-        return _measure(cluster, rebootstrap=False)
-    finally:
-        cluster.close()
+    return _Cluster(serve_ours, lambda w: (per, 1000 * w))
 
 
-def _theirs() -> dict:
+def _theirs_cluster() -> _Cluster:
     base = 43000 + random.Random().randrange(2000)
     ports = [base + i for i in range(PEERS)]
-    cluster = _Cluster(serve_theirs, lambda w: (ports[w::PROCS],))
-    try:
-        return _measure(cluster, rebootstrap=True)
-    finally:
-        cluster.close()
+    return _Cluster(serve_theirs, lambda w: (ports[w::PROCS],))
 
 
 def run() -> dict:
-    ours = _ours()
-    theirs = _theirs()
+    clusters: list[_Cluster] = []
+    try:
+        clusters.append(_ours_cluster())
+        _prepare(clusters[0], rebootstrap=False)
+        clusters.append(_theirs_cluster())
+        _prepare(clusters[1], rebootstrap=True)
+        ours, theirs = _measure(*clusters)
+    finally:
+        for cluster in clusters:
+            cluster.close()
     ratio = theirs["median_ms"] / ours["median_ms"]
-    print(f"DHT lookups, {PEERS} peers on loopback in {PROCS} processes, k={K}, alpha={ALPHA}, {LOOKUPS} lookups each")
+    print(
+        f"DHT lookups, {PEERS} peers on loopback in {PROCS} processes per side, k={K}, alpha={ALPHA}, "
+        f"{LOOKUPS} lookups each, taken in turns"
+    )
     for name, fig in (("cocoon-p2p", ours), ("kademlia (bmuller)", theirs)):
         print(
             f"  {name:<19} median {fig['median_ms']:7.2f} ms  p99 {fig['p99_ms']:7.2f} ms  "
