@@ -136,6 +136,31 @@ class TcpSocketStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = False
 
+    def receive_nowait(self, max_bytes: int) -> bytes | None:
+        """What the socket holds right now (``b""`` at end of stream), or None if it would block."""
+        self._check_open()
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        try:
+            return self.socket.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _broken(exc) from exc
+
+    async def wait_readable(self) -> None:
+        """Park until the socket has bytes (or end of stream) to read."""
+        self._check_open()
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        self._receiving = True
+        try:
+            self._run = 0
+            await trio.lowlevel.wait_readable(self.socket)
+        finally:
+            self._receiving = False
+        self._check_open()
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True

@@ -25,6 +25,9 @@ IDENTITY_DOMAIN = b"cocoon-p2p-noise-identity:"
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _RECV_CHUNK = 1 << 18
+#: Messages handed out in a row without waiting before we yield anyway, so a peer that
+#: floods us cannot monopolise the event loop.
+_YIELD_EVERY = 16
 
 
 class FrameReader:
@@ -34,6 +37,36 @@ class FrameReader:
         self._stream = stream
         self._buf = bytearray()
         self._pos = 0
+        # Streams that can read without waiting (TcpSocketStream) get the no-wait path.
+        self._receive_nowait = getattr(stream, "receive_nowait", None)
+        self.wait_readable = getattr(stream, "wait_readable", None)
+
+    def read_frame_nowait(self) -> bytes | None:
+        """A whole frame if the buffer or the socket has it right now, else None (bytes kept)."""
+        while True:
+            buf, pos = self._buf, self._pos
+            have = len(buf) - pos
+            if have >= 2:
+                (length,) = _U16.unpack_from(buf, pos)
+                if length == 0:
+                    raise FramingError("zero-length frame")
+                if have >= 2 + length:
+                    self._pos = pos + 2 + length
+                    with memoryview(buf) as view:
+                        return view[pos + 2 : self._pos].tobytes()
+            if self._receive_nowait is None:
+                return None
+            if pos:
+                del buf[:pos]
+                self._pos = 0
+            data = self._receive_nowait(_RECV_CHUNK)
+            if data is None:
+                return None
+            if not data:
+                if buf:
+                    raise FramingError("connection closed in the middle of a frame")
+                raise trio.EndOfChannel
+            buf += data
 
     async def _fill(self, need: int) -> None:
         while len(self._buf) - self._pos < need:
@@ -109,6 +142,8 @@ class SecureChannel:
         # The tail of a frame the socket did not take in send_message_nowait: the next
         # sender (or flush) writes it first, so frames keep their nonce order.
         self._backlog: memoryview | None = None
+        self._held: tuple[bytes, int] | None = None  # a message's first frame, when more follow
+        self._run = 0  # messages returned in a row without waiting (for fairness)
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -185,6 +220,27 @@ class SecureChannel:
 
     async def receive_message(self) -> bytes:
         """Next whole application message; ``trio.EndOfChannel`` on a clean close."""
+        reader = self._reader
+        if reader.wait_readable is not None:
+            # Most messages fit one frame: take them straight from the socket and park only
+            # when it is empty, in one shallow wait; the awaits of the general path made a
+            # stack of coroutines per message for the GC to scan on every idle connection.
+            while self._held is None:
+                frame = reader.read_frame_nowait()
+                if frame is not None:
+                    message = self._first_frame(frame)
+                    if message is not None:
+                        self._run += 1
+                        if self._run >= _YIELD_EVERY:
+                            self._run = 0
+                            await trio.lowlevel.cancel_shielded_checkpoint()  # fairness; keeps the message
+                        return message
+                else:
+                    self._run = 0
+                    await reader.wait_readable()
+            body, total = self._held
+            self._held = None
+            return await receive_rest(self._recv_cipher, body, total, self._read_cipher_frame)
         first = await self._read_plain_frame()
         if len(first) < 4:
             raise FramingError("first frame of a message is shorter than its length header")
@@ -197,6 +253,25 @@ class SecureChannel:
                 raise FramingError("frame carries more bytes than its message")
             return body
         return await receive_rest(self._recv_cipher, body, total, self._read_cipher_frame)
+
+    def _first_frame(self, frame: bytes) -> bytes | None:
+        """Open a message's first frame: the message if it is whole, else None (held for the rest)."""
+        if len(frame) < NOISE_TAG:
+            raise FramingError("transport frame shorter than its tag")
+        self.bytes_received += len(frame) + 2
+        first = self._recv_cipher.decrypt_with_ad(b"", frame)
+        if len(first) < 4:
+            raise FramingError("first frame of a message is shorter than its length header")
+        (total,) = _U32.unpack_from(first, 0)
+        if total > self.max_message:
+            raise LimitExceeded(f"peer announced a {total} byte message; the limit is {self.max_message}")
+        body = first[4:]
+        if len(body) >= total:
+            if len(body) != total:
+                raise FramingError("frame carries more bytes than its message")
+            return body
+        self._held = (body, total)
+        return None
 
     async def _read_cipher_frame(self) -> bytes:
         frame = await self._reader.read_frame()

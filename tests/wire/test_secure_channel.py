@@ -130,3 +130,19 @@ async def test_a_no_wait_send_declines_while_another_send_holds_the_channel() ->
         assert len(await receiver.receive_message()) == THREAD_CRYPTO_MIN
     assert sender.send_message_nowait(b"later")
     assert await receiver.receive_message() == b"later"
+
+
+async def test_the_no_wait_receive_path_reassembles_big_messages_and_sees_a_clean_close() -> None:
+    sender, receiver = await _channels()
+    small, big = b"s" * 10, os.urandom(3 * MAX_FRAME_PLAINTEXT)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.send_message, small)
+        assert await receiver.receive_message() == small
+        nursery.start_soon(sender.send_message, big)
+        assert await receiver.receive_message() == big  # first frame taken without waiting, rest awaited
+        for i in range(40):  # more than a fairness run in a row, all already buffered
+            await sender.send_message(bytes([i]))
+        assert [await receiver.receive_message() for _ in range(40)] == [bytes([i]) for i in range(40)]
+    await sender.stream.aclose()
+    with pytest.raises(trio.EndOfChannel):
+        await receiver.receive_message()
