@@ -26,7 +26,9 @@ def autojump_clock() -> trio.testing.MockClock:
 
 async def test_posted_queries_that_never_answer_time_out_and_the_lookup_moves_on(autojump_clock) -> None:
     peers = _contacts(12)
-    silent = {c.peer_id for c in peers[:4]}
+    target = os.urandom(32)
+    by_distance = sorted(peers, key=lambda c: c.peer_id.as_int ^ int.from_bytes(target, "big"))
+    silent = {c.peer_id for c in by_distance[:4]}  # the nearest: a lookup must ask them all
     withdrawn: list[tuple[PeerId, bool]] = []
 
     async def query(contact: Contact) -> QueryReply:
@@ -38,7 +40,7 @@ async def test_posted_queries_that_never_answer_time_out_and_the_lookup_moves_on
         return lambda timed_out: withdrawn.append((contact.peer_id, timed_out))
 
     started = trio.current_time()
-    result = await iterative_lookup(os.urandom(32), peers, query, k=8, alpha=3, post=post, timeout=3.0)
+    result = await iterative_lookup(target, peers, query, k=8, alpha=3, post=post, timeout=3.0)
     assert trio.current_time() - started >= 3.0  # it waited for the silent ones' deadline
     assert {p for p, timed_out in withdrawn} == silent and all(t for _, t in withdrawn)
     assert result.failures == 4
