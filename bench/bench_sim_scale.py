@@ -16,7 +16,7 @@ Two modes:
 Virtual-time results are identical on any machine; the wall times and MiB figures are this machine's.
 
     python -m bench.bench_sim_scale [--sizes 250,500,1000,2000] [--scenarios netcheck,rpcping]
-    python -m bench.bench_sim_scale --hour [--nodes 10000] [--virtual-s 3600] [--evict-ping-recent-s 0]
+    python -m bench.bench_sim_scale --hour [--nodes 10000] [--virtual-s 3600] [--evict-ping-after-s 900]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class _Reporter:
         pass
 
 
-def hour_params(nodes: int, virtual_s: float, evict_ping_recent_s: float) -> dict[str, Any]:
+def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float) -> dict[str, Any]:
     return {
         "nodes": nodes,
         "join": "warm",
@@ -101,7 +101,7 @@ def hour_params(nodes: int, virtual_s: float, evict_ping_recent_s: float) -> dic
         "churn": "weibull:3600:0.5",
         "downtime": "exp:900",
         "sample_every_s": 60.0,
-        "evict_ping_recent_s": evict_ping_recent_s,
+        "evict_ping_after_s": evict_ping_after_s,
     }
 
 
@@ -153,12 +153,14 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10_000, help="--hour: peers")
     parser.add_argument("--virtual-s", type=float, default=3600.0, help="--hour: virtual seconds to run")
     parser.add_argument("--report-every", type=float, default=60.0, help="--hour: virtual seconds between reports")
-    parser.add_argument("--evict-ping-recent-s", type=float, default=0.0, help="--hour: the dht what-if knob")
+    parser.add_argument(
+        "--evict-ping-after-s", type=float, default=900.0, help="--hour: ping-before-evict threshold (production 900)"
+    )
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     if args.hour:
         with context.Pool(1) as pool:
-            job = (args.nodes, args.virtual_s, args.seed, args.report_every, args.evict_ping_recent_s)
+            job = (args.nodes, args.virtual_s, args.seed, args.report_every, args.evict_ping_after_s)
             result = pool.apply(_hour, job)
         print(json.dumps(result, indent=2))
         return

@@ -241,6 +241,18 @@ class SimStream(trio.abc.Stream):
         finally:
             self._sending = False
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """What the window takes right now, without waiting (TcpSocketStream's fast path)."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        now = trio.current_time()
+        self._check_send(now)
+        take = min(self._out.free_window(now), len(data))
+        if take <= 0:
+            return 0
+        self._out.push(now, bytes(data[:take]))
+        return take
+
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is already sending on this stream")
@@ -290,6 +302,52 @@ class SimStream(trio.abc.Stream):
                 checkpointed = True
         finally:
             self._receiving = False
+
+    def _check_receive(self) -> None:
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was closed")
+        if self._in.broken:
+            raise trio.BrokenResourceError("connection reset (link broken)")
+
+    def receive_nowait(self, max_bytes: int) -> bytes | None:
+        """What has arrived by now (``b""`` at end of stream), or None (TcpSocketStream's fast path)."""
+        self._check_receive()
+        incoming = self._in
+        now = trio.current_time()
+        if incoming.due() > now:
+            return None
+        return incoming.pop(now, max_bytes) if incoming.chunks else b""
+
+    async def wait_readable(self) -> None:
+        """Park until something has arrived (data or end of stream)."""
+        self._check_receive()
+        self._receiving = True
+        try:
+            incoming = self._in
+            parked = False
+            while True:
+                now = trio.current_time()
+                due = incoming.due()
+                if due <= now:
+                    if not parked:
+                        await trio.lowlevel.checkpoint()
+                    break
+                if due == math.inf:
+                    await incoming.recv_lot.park()
+                else:
+                    with trio.move_on_at(due):
+                        await incoming.recv_lot.park()
+                parked = True
+                if self._closed or incoming.broken:
+                    break
+        finally:
+            self._receiving = False
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was closed")
+        if self._in.broken:
+            raise trio.BrokenResourceError("connection reset (link broken)")
 
     async def aclose(self) -> None:
         # Close first: aclose must close even when the checkpoint is cancelled.

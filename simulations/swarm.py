@@ -54,10 +54,10 @@ SWARM_KNOBS: dict[str, Knob] = {
     "query_timeout": Knob(3.0, "seconds before one DHT query counts as failed"),
     "churn": Knob("none", "session-time distribution, e.g. weibull:600:0.5, exp:600, pareto:600:2; none = no churn"),
     "downtime": Knob("exp:300", "offline-time distribution between sessions (with --churn)"),
-    "evict_ping_recent_s": Knob(
-        0.0,
-        "what-if, not the production rule: skip ping-before-evict when the bucket's oldest contact was seen "
-        "this recently (0 = production: always ping)",
+    "evict_ping_after_s": Knob(
+        900.0,
+        "ping-before-evict questions a full bucket's oldest contact only when it has been silent this long "
+        "(production: 900, BEP 5's rule; 0 = always ping, the Kademlia paper's)",
     ),
 }
 
@@ -284,45 +284,12 @@ def churn_schedules(
 
 
 def dht_config(params: dict[str, Any]) -> DhtConfig:
-    return DhtConfig(k=params["k"], alpha=params["alpha"], query_timeout=params["query_timeout"])
-
-
-class QuietEvictDht(Dht):
-    """What-if (``--evict-ping-recent-s``): the production Dht, except that a newcomer to a
-    full bucket is parked without pinging the oldest contact when that contact was seen
-    less than ``recent`` seconds ago (the rule BitTorrent's DHT and libp2p use).
-
-    With the production rule every RPC from a stranger whose bucket is full costs a ping,
-    and the pinged peer, seeing a stranger in turn, may ping its own oldest contact: a
-    chain of pings (and Noise handshakes) per lookup query. The knob measures what the
-    change would save; it is off by default.
-    """
-
-    recent = 0.0
-
-    def _saw(self, contact: Contact) -> None:
-        now = trio.current_time()
-        lrs = self.table.add(contact, now)
-        if lrs is None or self._nursery is None or lrs.peer_id in self._evict_pings:
-            return
-        if now - lrs.last_seen >= self.recent:
-            self._evict_pings.add(lrs.peer_id)
-            self._nursery.start_soon(self._ping_before_evict, lrs)
-
-
-def dht_factory(params: dict[str, Any], world: World) -> Callable[[int, Host, random.Random], Dht] | None:
-    """The Dht class a swarm builds: production, or the ``evict_ping_recent_s`` what-if."""
-    recent = float(params.get("evict_ping_recent_s", 0.0))
-    if recent <= 0:
-        return None
-    config = dht_config(params)
-
-    def make(i: int, host: Host, rng: random.Random) -> Dht:
-        dht = QuietEvictDht(host, world.wall, config=config, rng=rng)
-        dht.recent = recent
-        return dht
-
-    return make
+    return DhtConfig(
+        k=params["k"],
+        alpha=params["alpha"],
+        query_timeout=params["query_timeout"],
+        evict_ping_after=float(params.get("evict_ping_after_s", DhtConfig.evict_ping_after)),
+    )
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ import trio
 
 from ..harness import Knob, Progress, Seeds, World, percentile
 from ..results import Tables, plot_cdf, plot_lines
-from ..swarm import SWARM_KNOBS, Swarm, churn_schedules, dht_config, dht_factory, simulate_swarm
+from ..swarm import SWARM_KNOBS, Swarm, churn_schedules, dht_config, simulate_swarm
 
 NAME = "dht"
 QUESTION = (
@@ -60,7 +60,7 @@ def run(params: dict[str, Any], seeds: Seeds, progress: Progress) -> Tables:
         raise ValueError("--join is protocol or warm")
     warm = params["join"] == "warm"
     world = World.from_params(params, seeds)
-    swarm = Swarm(world, nodes, dht_config=dht_config(params), prefix="dht", make_dht=dht_factory(params, world))
+    swarm = Swarm(world, nodes, dht_config=dht_config(params), prefix="dht")
     ids, ips, online = swarm.ids, swarm.ips, swarm.online
     join_end = WARM_AT if warm else params["join_spread_s"]
     window_start = join_end + params["settle_s"]

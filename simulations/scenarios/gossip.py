@@ -30,7 +30,7 @@ import trio
 
 from ..harness import Knob, Progress, Seeds, World, percentile
 from ..results import Tables, plot_cdf, plot_lines
-from ..swarm import SWARM_KNOBS, Peer, Swarm, churn_schedules, dht_config, dht_factory, simulate_swarm
+from ..swarm import SWARM_KNOBS, Peer, Swarm, churn_schedules, dht_config, simulate_swarm
 
 NAME = "gossip"
 QUESTION = (
@@ -144,7 +144,6 @@ def run(params: dict[str, Any], seeds: Seeds, progress: Progress) -> Tables:
         limits=Limits(max_connections=params["max_connections"]),
         build=build,
         ready=ready,
-        make_dht=dht_factory(params, world),
     )
 
     async def publisher() -> None:

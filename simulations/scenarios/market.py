@@ -34,7 +34,7 @@ import trio
 from ..engine import PROMPT_SPEEDUP
 from ..harness import Knob, Progress, Seeds, World, percentile
 from ..results import Tables, plot_cdf, plot_points
-from ..swarm import SWARM_KNOBS, Peer, Swarm, churn_schedules, dht_config, dht_factory, simulate_swarm
+from ..swarm import SWARM_KNOBS, Peer, Swarm, churn_schedules, dht_config, simulate_swarm
 
 NAME = "market"
 QUESTION = (
@@ -134,10 +134,7 @@ def run(params: dict[str, Any], seeds: Seeds, progress: Progress) -> Tables:
         if peer.index in specs:
             await mp.start_worker(peer)
 
-    swarm = Swarm(
-        world, nodes, dht_config=dht_config(params), prefix="market", build=build, ready=ready,
-        make_dht=dht_factory(params, world),
-    )  # fmt: skip
+    swarm = Swarm(world, nodes, dht_config=dht_config(params), prefix="market", build=build, ready=ready)
     by_peer_id = {str(pid): i for i, pid in enumerate(swarm.ids)}
     rows: list[dict[str, Any]] = []
     timeline: list[dict[str, Any]] = []
