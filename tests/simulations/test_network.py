@@ -359,3 +359,21 @@ async def _zero_latency_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
 
 async def test_trio_generic_two_way_stream_checks() -> None:
     await trio.testing.check_two_way_stream(_zero_latency_pair, None)
+
+
+async def test_no_wait_sends_and_receives_keep_the_same_timing_and_window(autojump_clock) -> None:
+    window = 1000
+    async with trio.open_nursery() as nursery:
+        _, client, server = await _connected(nursery, window=window)
+        assert client.send_nowait(b"x" * 1500) == window  # only what the window takes
+        assert client.send_nowait(b"y") == 0
+        assert server.receive_nowait(4096) is None  # still on the wire
+        t0 = trio.current_time()
+        await server.wait_readable()
+        assert trio.current_time() - t0 == D
+        assert server.receive_nowait(4096) == b"x" * window
+        assert server.receive_nowait(4096) is None
+        await client.aclose()
+        await server.wait_readable()
+        assert server.receive_nowait(4096) == b""  # end of stream
+        nursery.cancel_scope.cancel()
