@@ -223,9 +223,21 @@ class Dht:
             return await self._query(contact, "dht.find_node", target)
 
         seeds = self.table.closest(target)
-        return await iterative_lookup(
+        result = await iterative_lookup(
             target, seeds, query, k=self.config.k, alpha=self.config.alpha, own_id=self.host.peer_id
         )
+        self._looked_up(target, result, complete=True)
+        return result
+
+    def _looked_up(self, target: bytes, result: LookupResult, *, complete: bool) -> None:
+        """Count a finished lookup as a refresh of the buckets it covered (RoutingTable.mark_looked_up)."""
+        if not result.closest:
+            return  # nobody answered: nothing was learned about the range
+        k = self.config.k
+        kth = None
+        if complete and len(result.closest) >= k:
+            kth = int.from_bytes(result.closest[k - 1].peer_id.raw, "big") ^ int.from_bytes(target, "big")
+        self.table.mark_looked_up(target, kth, trio.current_time())
 
     async def get_records(self, key: bytes, *, enough: int | None = None) -> LookupResult:
         """Records under ``key`` from the network (and our own store), newest per publisher."""
@@ -243,6 +255,8 @@ class Dht:
             own_id=self.host.peer_id,
             stop_when=stop,
         )
+        # A lookup stopped early by ``enough`` did not ask all of the k closest: no coverage claim.
+        self._looked_up(key, result, complete=stop is None)
         merged = {(r.key, r.publisher): r for r in result.records}
         for local in self.store.get(key, self.clock.now()):
             slot = (local.key, local.publisher)
@@ -317,8 +331,9 @@ class Dht:
         return len(self.table)
 
     async def refresh_stale_buckets(self) -> None:
-        now = trio.current_time()
-        stale = self.table.stale_buckets(now, self.config.refresh_interval)
+        started = trio.current_time()
+        idle = self.config.refresh_interval
+        stale = self.table.stale_buckets(started, idle)
         # A lookup of our own id finds every peer nearer to us than our k-th closest contact,
         # so it refreshes at once each bucket that lies wholly inside that distance; a
         # random-id lookup apiece for those (as for the others) would ask the same peers.
@@ -330,10 +345,14 @@ class Dht:
             await self.lookup_nodes(own.raw)
             for index in inside:
                 self.table.buckets[index].last_changed = trio.current_time()
-        for index in stale:
-            if index >= horizon:
-                await self.lookup_nodes(self._random_id_in_bucket(index))
-                self.table.buckets[index].last_changed = trio.current_time()
+        # Farthest first: a lookup into a sparse bucket also covers the buckets below it, and
+        # any bucket that a lookup or a contact touched since we began needs no lookup of its own.
+        for index in sorted((i for i in stale if i >= horizon), reverse=True):
+            bucket = self.table.buckets.peek(index)
+            if bucket is not None and started - bucket.last_changed < idle:
+                continue
+            await self.lookup_nodes(self._random_id_in_bucket(index))
+            self.table.buckets[index].last_changed = trio.current_time()
 
     def _random_id_in_bucket(self, index: int) -> bytes:
         own = self.host.peer_id.as_int
