@@ -125,10 +125,10 @@ class Host:
         conn = Connection(
             channel, self.router, outbound=False, remote_address=remote, limits=self.limits, taps=self.taps
         )
-        # The network closes the stream when this handler returns, so the connection runs right here.
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self._supervise, conn)
-            self._announce(conn)
+        # The network closes the stream when this handler returns, so the connection runs right here,
+        # in the handler's own task: a nursery and a supervising task besides would cost every
+        # inbound connection about 2 KB and a task spawn (thousands of them in a simulated swarm).
+        await self._supervise(conn, task_status=_Announce(self, conn))
 
     # --- outbound ------------------------------------------------------------
     async def connect(self, address: str, expected: PeerId | None = None) -> Connection:
@@ -186,3 +186,17 @@ class Host:
     async def aclose(self) -> None:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+
+class _Announce:
+    """The task status ``Connection.run`` gets when it runs in the inbound handler's own task:
+    once the connection can dispatch, announce it, as ``nursery.start`` returning would."""
+
+    __slots__ = ("_conn", "_host")
+
+    def __init__(self, host: Host, conn: Connection) -> None:
+        self._host = host
+        self._conn = conn
+
+    def started(self, value: None = None) -> None:
+        self._host._announce(self._conn)

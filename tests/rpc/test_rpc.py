@@ -7,6 +7,7 @@ import tracemalloc
 
 import pytest
 import trio
+import trio.testing
 
 from cocoon_p2p.errors import ConnectionClosed, PeerIdMismatch, RemoteError
 from cocoon_p2p.identity import Identity
@@ -248,3 +249,27 @@ async def test_idle_connections_close_and_busy_ones_stay_open() -> None:
         assert a.connection_for(b.peer_id) is None
         with trio.fail_after(5):
             await busy.wait_closed()
+
+
+async def test_inbound_connection_is_announced_pooled_and_forgotten_when_it_closes() -> None:
+    # The inbound side runs the connection in the listener's handler task (no nursery of its
+    # own); it must still be announced, pooled for calls back, and dropped once closed.
+    async with running_hosts(2) as (server, client):
+        async def echo(ctx: CallContext, params: dict) -> dict:
+            return params
+
+        server.router.unary("echo", echo)
+        client.router.unary("echo", echo)
+        accepted: list = []
+        server.on_connection.append(accepted.append)
+        conn = await client.connect(server.listen_address, expected=server.peer_id)
+        assert await conn.call("echo", {"x": 1}) == {"x": 1}
+        assert len(accepted) == 1 and accepted[0].peer_id == client.peer_id
+        back = server.connection_for(client.peer_id)
+        assert back is accepted[0] and back in server.connections
+        assert await back.call("echo", {"x": 2}) == {"x": 2}
+        await conn.aclose()
+        with trio.fail_after(10):
+            await back.wait_closed()
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.connection_for(client.peer_id) is None and not server.connections
