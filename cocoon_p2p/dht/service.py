@@ -84,11 +84,12 @@ class Dht:
         # integer) for each was a sixth of a lookup's CPU.
         self._peer_ids: dict[bytes, PeerId] = {}
         router = host.router
-        # Table and store reads never wait, so they run inline in the connection's reader.
-        router.unary("dht.ping", self._on_ping, inline=True)
-        router.unary("dht.find_node", self._on_find_node, inline=True)
-        router.unary("dht.find_value", self._on_find_value, inline=True)
-        router.unary("dht.store", self._on_store)
+        # Table and store reads never wait, so they run inline in the connection's reader. All
+        # four are one-shot queries: a connection that carried only these closes sooner when idle.
+        router.unary("dht.ping", self._on_ping, inline=True, brief=True)
+        router.unary("dht.find_node", self._on_find_node, inline=True, brief=True)
+        router.unary("dht.find_value", self._on_find_value, inline=True, brief=True)
+        router.unary("dht.store", self._on_store, brief=True)
 
     # --- background upkeep -------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -94,19 +94,21 @@ class Host:
         return True
 
     async def _close_idle_connections(self) -> None:
-        """Close connections quiet for ``idle_timeout`` with nothing in flight.
+        """Close connections quiet for ``idle_timeout`` with nothing in flight
+        (``brief_idle_timeout`` for those that carried only brief calls, see Router.unary).
 
         One sweeper per host rather than a timer task per connection: a busy peer (or a
         simulated swarm) holds thousands of connections, and each task costs memory and
         scheduler time.
         """
         timeout = self.limits.idle_timeout
+        brief = min(timeout, self.limits.brief_idle_timeout)
         while True:
-            await trio.sleep(timeout / 4)
+            await trio.sleep(min(timeout / 4, brief))
             now = trio.current_time()
             for conn in list(self._connections):
                 quiet = conn.idle_for(now)
-                if quiet is not None and quiet >= timeout and not conn.is_closed:
+                if quiet is not None and quiet >= (brief if conn.brief else timeout) and not conn.is_closed:
                     log.debug("closing connection to %s: idle for %.0f s", conn.peer_id.short, quiet)
                     await conn.aclose()
 
