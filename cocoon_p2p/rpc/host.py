@@ -129,7 +129,7 @@ class Host:
         )
         # The network closes the stream when this handler returns, so the connection runs right here,
         # in the handler's own task: a nursery and a supervising task besides would cost every
-        # inbound connection about 2 KB and a task spawn (thousands of them in a simulated swarm).
+        # inbound connection about 4 KB and a task spawn (thousands of them in a simulated swarm).
         await self._supervise(conn, task_status=_Announce(self, conn))
 
     # --- outbound ------------------------------------------------------------
