@@ -65,6 +65,8 @@ class Bucket:
     # values hashes every key again, which made closest() a third of a lookup's table time.
     contacts: dict[bytes, Contact] = field(default_factory=dict)  # oldest first
     replacements: dict[bytes, Contact] = field(default_factory=dict)  # oldest first
+    #: When a contact in it was last seen, or a lookup last covered its range: what
+    #: decides whether the bucket needs a refresh lookup.
     last_changed: float = 0.0
     #: Contacts per /24 in ``contacts``, kept by RoutingTable so the per-subnet check
     #: is one dict read instead of a scan of the bucket on every insert.
@@ -288,12 +290,47 @@ class RoutingTable:
     def all_contacts(self) -> list[Contact]:
         return [c for b in self.buckets.existing() for c in b.contacts.values()]
 
+    def _lowest_filled(self) -> int:
+        peek = self.buckets.peek
+        return next((i for i in self.buckets.made_indices() if (b := peek(i)) is not None and b.contacts), ID_BITS)
+
+    def mark_looked_up(self, target: bytes, kth_distance: int | None, now: float) -> None:
+        """Record a finished lookup of ``target`` as a refresh of the buckets it covered.
+
+        The bucket holding ``target`` counts as refreshed (the Kademlia paper's rule: a
+        bucket needs a refresh when no lookup went into its range). And with
+        ``kth_distance`` — the distance from ``target`` of the k-th closest peer that
+        answered — every peer nearer to ``target`` than that was found, so each bucket
+        whose whole range lies nearer is refreshed too: a lookup of our own id covers the
+        buckets inside our k closest, and one into a sparse bucket spills into those below.
+        """
+        d = self.own_id.as_int ^ int.from_bytes(target, "big")
+        t = d.bit_length() - 1  # the target's bucket; -1 for our own id
+        if t >= 0:
+            self._touch(t, now)
+        if kth_distance is None:
+            return
+        for i in range(self._lowest_filled(), ID_BITS):
+            if i == t:
+                continue
+            if i > t:
+                farthest = (1 << (i + 1)) - 1
+            else:
+                # Ids of bucket i differ from ours in bit i and above it only there: their
+                # distance to the target keeps d's bits above i, flips bit i, frees those below.
+                farthest = ((d >> (i + 1)) << (i + 1)) | ((~d >> i & 1) << i) | ((1 << i) - 1)
+            if farthest < kth_distance:
+                self._touch(i, now)
+
+    def _touch(self, index: int, now: float) -> None:
+        bucket = self.buckets[index]
+        bucket.last_changed = max(bucket.last_changed, now)
+
     def stale_buckets(self, now: float, idle: float) -> list[int]:
         """Indices of non-empty-range buckets untouched for ``idle`` seconds."""
         peek = self.buckets.peek
-        lowest = next((i for i in self.buckets.made_indices() if (b := peek(i)) is not None and b.contacts), ID_BITS)
         stale = []
-        for i in range(lowest, ID_BITS):
+        for i in range(self._lowest_filled(), ID_BITS):
             bucket = peek(i)
             # A bucket never made was never changed: 0.0, what an eagerly made one would say.
             changed = bucket.last_changed if bucket is not None else 0.0

@@ -89,11 +89,12 @@ class Dht:
         self._peer_ids: dict[bytes, PeerId] = {}
         self._header_for: tuple[str | None, dict[str, Any]] = (None, {})
         router = host.router
-        # Table and store reads never wait, so they run inline in the connection's reader.
-        router.unary("dht.ping", self._on_ping, inline=True)
-        router.unary("dht.find_node", self._on_find_node, inline=True)
-        router.unary("dht.find_value", self._on_find_value, inline=True)
-        router.unary("dht.store", self._on_store)
+        # Table and store reads never wait, so they run inline in the connection's reader. All
+        # four are one-shot queries: a connection that carried only these closes sooner when idle.
+        router.unary("dht.ping", self._on_ping, inline=True, brief=True)
+        router.unary("dht.find_node", self._on_find_node, inline=True, brief=True)
+        router.unary("dht.find_value", self._on_find_value, inline=True, brief=True)
+        router.unary("dht.store", self._on_store, brief=True)
 
     # --- background upkeep -------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -270,7 +271,7 @@ class Dht:
         def post(contact: Contact, on_done: ReplyFn) -> Abandon | None:
             return self._post_query(contact, "dht.find_node", target, on_done)
 
-        return await iterative_lookup(
+        result = await iterative_lookup(
             target,
             self.table.closest(target),
             query,
@@ -280,6 +281,18 @@ class Dht:
             post=post,
             timeout=self.config.query_timeout,
         )
+        self._looked_up(target, result, complete=True)
+        return result
+
+    def _looked_up(self, target: bytes, result: LookupResult, *, complete: bool) -> None:
+        """Count a finished lookup as a refresh of the buckets it covered (RoutingTable.mark_looked_up)."""
+        if not result.closest:
+            return  # nobody answered: nothing was learned about the range
+        k = self.config.k
+        kth = None
+        if complete and len(result.closest) >= k:
+            kth = int.from_bytes(result.closest[k - 1].peer_id.raw, "big") ^ int.from_bytes(target, "big")
+        self.table.mark_looked_up(target, kth, trio.current_time())
 
     async def get_records(self, key: bytes, *, enough: int | None = None) -> LookupResult:
         """Records under ``key`` from the network (and our own store), newest per publisher."""
@@ -302,6 +315,8 @@ class Dht:
             post=post,
             timeout=self.config.query_timeout,
         )
+        # A lookup stopped early by ``enough`` did not ask all of the k closest: no coverage claim.
+        self._looked_up(key, result, complete=stop is None)
         merged = {(r.key, r.publisher): r for r in result.records}
         for local in self.store.get(key, self.clock.now()):
             slot = (local.key, local.publisher)
@@ -376,8 +391,9 @@ class Dht:
         return len(self.table)
 
     async def refresh_stale_buckets(self) -> None:
-        now = trio.current_time()
-        stale = self.table.stale_buckets(now, self.config.refresh_interval)
+        started = trio.current_time()
+        idle = self.config.refresh_interval
+        stale = self.table.stale_buckets(started, idle)
         # A lookup of our own id finds every peer nearer to us than our k-th closest contact,
         # so it refreshes at once each bucket that lies wholly inside that distance; a
         # random-id lookup apiece for those (as for the others) would ask the same peers.
@@ -389,10 +405,14 @@ class Dht:
             await self.lookup_nodes(own.raw)
             for index in inside:
                 self.table.buckets[index].last_changed = trio.current_time()
-        for index in stale:
-            if index >= horizon:
-                await self.lookup_nodes(self._random_id_in_bucket(index))
-                self.table.buckets[index].last_changed = trio.current_time()
+        # Farthest first: a lookup into a sparse bucket also covers the buckets below it, and
+        # any bucket that a lookup or a contact touched since we began needs no lookup of its own.
+        for index in sorted((i for i in stale if i >= horizon), reverse=True):
+            bucket = self.table.buckets.peek(index)
+            if bucket is not None and started - bucket.last_changed < idle:
+                continue
+            await self.lookup_nodes(self._random_id_in_bucket(index))
+            self.table.buckets[index].last_changed = trio.current_time()
 
     def _random_id_in_bucket(self, index: int) -> bytes:
         own = self.host.peer_id.as_int

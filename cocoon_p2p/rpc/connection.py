@@ -88,6 +88,8 @@ class Connection:
         self._slots = trio.Semaphore(limits.max_streams)
         self._bucket = TokenBucket(limits.requests_per_second, limits.request_burst)
         self.last_activity = trio.current_time()
+        #: Nothing but brief calls so far (Router.brief): the host closes it sooner when idle.
+        self.brief = True
 
     @property
     def is_closed(self) -> bool:
@@ -194,6 +196,8 @@ class Connection:
             self._slots.release()
 
     async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self.brief and method not in self.router.brief:
+            self.brief = False
         call_id = self._allocate_id()
         reply = Reply()
         self._pending[call_id] = reply
@@ -226,6 +230,8 @@ class Connection:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return None
+        if self.brief and method not in self.router.brief:
+            self.brief = False
         call_id = self._allocate_id()
         msg = {"t": "req", "id": call_id, "m": method, "p": params}
         for tap in self._taps:
@@ -269,6 +275,7 @@ class Connection:
 
     @asynccontextmanager
     async def _open_stream(self, method: str, params: dict[str, Any]) -> AsyncIterator[Stream]:
+        self.brief = False
         call_id = self._allocate_id()
         stream = Stream(self, call_id, self.limits.stream_window)
         self._streams[call_id] = stream
@@ -306,6 +313,8 @@ class Connection:
             if mine:
                 raise ProtocolError("peer opened a call with an id from our half of the id space")
             req = _request(msg)
+            if self.brief and (kind == "sopen" or req["m"] not in self.router.brief):
+                self.brief = False
             if kind == "req" and req["m"] in self.router.inline:
                 return call_id, req["m"], req["p"]
             self._start_handler(kind, call_id, req)

@@ -94,19 +94,21 @@ class Host:
         return True
 
     async def _close_idle_connections(self) -> None:
-        """Close connections quiet for ``idle_timeout`` with nothing in flight.
+        """Close connections quiet for ``idle_timeout`` with nothing in flight
+        (``brief_idle_timeout`` for those that carried only brief calls, see Router.unary).
 
         One sweeper per host rather than a timer task per connection: a busy peer (or a
         simulated swarm) holds thousands of connections, and each task costs memory and
         scheduler time.
         """
         timeout = self.limits.idle_timeout
+        brief = min(timeout, self.limits.brief_idle_timeout)
         while True:
-            await trio.sleep(timeout / 4)
+            await trio.sleep(min(timeout / 4, brief))
             now = trio.current_time()
             for conn in list(self._connections):
                 quiet = conn.idle_for(now)
-                if quiet is not None and quiet >= timeout and not conn.is_closed:
+                if quiet is not None and quiet >= (brief if conn.brief else timeout) and not conn.is_closed:
                     log.debug("closing connection to %s: idle for %.0f s", conn.peer_id.short, quiet)
                     await conn.aclose()
 
@@ -125,10 +127,10 @@ class Host:
         conn = Connection(
             channel, self.router, outbound=False, remote_address=remote, limits=self.limits, taps=self.taps
         )
-        # The network closes the stream when this handler returns, so the connection runs right here.
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self._supervise, conn)
-            self._announce(conn)
+        # The network closes the stream when this handler returns, so the connection runs right here,
+        # in the handler's own task: a nursery and a supervising task besides would cost every
+        # inbound connection about 4 KB and a task spawn (thousands of them in a simulated swarm).
+        await self._supervise(conn, task_status=_Announce(self, conn))
 
     # --- outbound ------------------------------------------------------------
     async def connect(self, address: str, expected: PeerId | None = None) -> Connection:
@@ -186,3 +188,17 @@ class Host:
     async def aclose(self) -> None:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+
+class _Announce:
+    """The task status ``Connection.run`` gets when it runs in the inbound handler's own task:
+    once the connection can dispatch, announce it, as ``nursery.start`` returning would."""
+
+    __slots__ = ("_conn", "_host")
+
+    def __init__(self, host: Host, conn: Connection) -> None:
+        self._host = host
+        self._conn = conn
+
+    def started(self, value: None = None) -> None:
+        self._host._announce(self._conn)

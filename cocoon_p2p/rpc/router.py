@@ -30,18 +30,23 @@ class Router:
         self.unary_handlers: dict[str, UnaryHandler] = {}
         self.stream_handlers: dict[str, StreamHandler] = {}
         self.inline: set[str] = set()
+        self.brief: set[str] = set()
 
-    def unary(self, method: str, handler: UnaryHandler, *, inline: bool = False) -> None:
+    def unary(self, method: str, handler: UnaryHandler, *, inline: bool = False, brief: bool = False) -> None:
         """Register a request/response handler.
 
         ``inline`` handlers run in the connection's reader task, skipping a task spawn
         per call; use it only for handlers that never wait on the network or a lock
         (a DHT table lookup, a ping), since the connection reads nothing meanwhile.
+        ``brief`` marks one-shot queries: a connection that carried nothing but brief
+        calls (either way) is closed after ``Limits.brief_idle_timeout`` idle.
         """
         self._check_free(method)
         self.unary_handlers[method] = handler
         if inline:
             self.inline.add(method)
+        if brief:
+            self.brief.add(method)
 
     def stream(self, method: str, handler: StreamHandler) -> None:
         self._check_free(method)

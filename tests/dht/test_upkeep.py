@@ -1,6 +1,6 @@
 """Routing-table upkeep: ping-before-evict (only an oldest contact not heard from lately, one ping
 per oldest contact however many strangers knock) and bucket refresh (one own-id lookup for the
-buckets inside the k closest)."""
+buckets inside the k closest; a bucket a lookup covered needs none)."""
 
 from __future__ import annotations
 
@@ -107,4 +107,57 @@ async def test_one_own_id_lookup_refreshes_every_bucket_inside_the_k_closest() -
     # one lookup of our own id covers them; 250..255 get a random-id lookup each.
     assert targets[0] == host.peer_id.raw
     assert sorted((int.from_bytes(t, "big") ^ own).bit_length() - 1 for t in targets[1:]) == list(range(250, 256))
+    assert all(dht.table.buckets[i].last_changed > 0 for i in range(200, 256))
+
+
+def test_a_lookup_refreshes_its_bucket_and_every_bucket_nearer_than_its_kth_closest() -> None:
+    import random
+
+    from cocoon_p2p.dht.routing import RoutingTable
+
+    rng = random.Random(7)
+    own = PeerId(rng.randbytes(32))
+    for _ in range(50):
+        table = RoutingTable(own, k=4)
+        table.add(Contact(PeerId((own.as_int ^ 1).to_bytes(32, "big")), "127.0.0.1:9000"), 0.0)  # bucket 0
+        d = rng.randrange(1, 1 << 9)
+        target = (own.as_int ^ d).to_bytes(32, "big")
+        kth = rng.randrange(1, 1 << 10)
+        table.mark_looked_up(target, kth, 5.0)
+        t = d.bit_length() - 1
+        for i in range(12):
+            # Brute force: bucket i is covered when every id in it is nearer the target than kth.
+            covered = i == t or max(y ^ d for y in range(1 << i, 1 << (i + 1))) < kth
+            bucket = table.buckets.peek(i)
+            assert (bucket is not None and bucket.last_changed == 5.0) == covered, (d, kth, i)
+    # Without a k-th distance (too few answered), only the target's own bucket counts.
+    table = RoutingTable(own, k=4)
+    table.add(Contact(PeerId((own.as_int ^ 1).to_bytes(32, "big")), "127.0.0.1:9000"), 0.0)
+    table.mark_looked_up((own.as_int ^ (1 << 200) ^ 5).to_bytes(32, "big"), None, 5.0)
+    assert [i for i in table.buckets.made_indices() if table.buckets[i].last_changed == 5.0] == [200]
+
+
+async def test_refresh_skips_buckets_that_a_lookup_covered() -> None:
+    host = Host(Identity.generate(), TcpNetwork())
+    dht = Dht(host, SystemClock(), config=DhtConfig(k=4))
+    own = host.peer_id.as_int
+    for i, distance in enumerate([(1 << 200) + 1, (1 << 201) + 1, (1 << 202) + 1, (1 << 250) + 5]):
+        peer = PeerId((own ^ distance).to_bytes(32, "big"))
+        dht.table.add(Contact(peer, f"127.0.0.1:{9000 + i}"), 0.0)
+    # A lookup into bucket 253 a moment ago (a user's, say) refreshed it.
+    dht.table.mark_looked_up((own ^ (1 << 253) ^ 99).to_bytes(32, "big"), None, trio.current_time())
+    targets: list[bytes] = []
+
+    async def lookup_finding_everyone(target: bytes) -> None:
+        targets.append(target)
+        if target != host.peer_id.raw:
+            # As in a network smaller than k around the target: its k-th closest is farther
+            # than every id, so the lookup covered every bucket.
+            dht.table.mark_looked_up(target, 1 << 256, trio.current_time())
+
+    dht.lookup_nodes = lookup_finding_everyone  # type: ignore[method-assign,assignment]
+    await dht.refresh_stale_buckets()
+    # Own id for 200..249, then farthest first: the bucket-255 lookup covers 250..254 as well.
+    assert targets[0] == host.peer_id.raw
+    assert [(int.from_bytes(t, "big") ^ own).bit_length() - 1 for t in targets[1:]] == [255]
     assert all(dht.table.buckets[i].last_changed > 0 for i in range(200, 256))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 
 from cocoon_p2p.errors import ConnectionClosed, PeerIdMismatch, RemoteError
 from cocoon_p2p.identity import Identity
@@ -325,3 +326,65 @@ async def test_idle_connections_close_and_busy_ones_stay_open() -> None:
         assert a.connection_for(b.peer_id) is None
         with trio.fail_after(5):
             await busy.wait_closed()
+
+
+async def test_inbound_connection_is_announced_pooled_and_forgotten_when_it_closes() -> None:
+    # The inbound side runs the connection in the listener's handler task (no nursery of its
+    # own); it must still be announced, pooled for calls back, and dropped once closed.
+    async with running_hosts(2) as (server, client):
+        async def echo(ctx: CallContext, params: dict) -> dict:
+            return params
+
+        server.router.unary("echo", echo)
+        client.router.unary("echo", echo)
+        accepted: list = []
+        server.on_connection.append(accepted.append)
+        conn = await client.connect(server.listen_address, expected=server.peer_id)
+        assert await conn.call("echo", {"x": 1}) == {"x": 1}
+        assert len(accepted) == 1 and accepted[0].peer_id == client.peer_id
+        back = server.connection_for(client.peer_id)
+        assert back is accepted[0] and back in server.connections
+        assert await back.call("echo", {"x": 2}) == {"x": 2}
+        await conn.aclose()
+        with trio.fail_after(10):
+            await back.wait_closed()
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.connection_for(client.peer_id) is None and not server.connections
+
+
+async def test_a_connection_that_carried_only_brief_calls_closes_after_the_brief_idle_timeout() -> None:
+    """Brief calls (the DHT's one-shot queries) leave a connection that closes after
+    brief_idle_timeout; one other call, either way, gives it the full idle_timeout."""
+    limits = Limits(idle_timeout=3600.0, brief_idle_timeout=0.5)
+    async with running_hosts(3, limits=limits) as (a, b, c):
+
+        async def echo(ctx: CallContext, params: dict) -> dict:
+            return params
+
+        for host in (a, b, c):
+            host.router.unary("query", echo, inline=True, brief=True)
+            host.router.unary("echo", echo)
+        only_brief = await a.connect(b.listen_address, expected=b.peer_id)
+        mixed = await a.connect(c.listen_address, expected=c.peer_id)
+        assert await only_brief.call("query", {"x": 1}) == {"x": 1}
+        assert await mixed.call("query", {"x": 1}) == {"x": 1}
+        assert only_brief.brief and mixed.brief
+        # An ordinary call the other way round counts too: both ends leave the brief class.
+        back = c.connection_for(a.peer_id)
+        assert back is not None and await back.call("echo", {"y": 2}) == {"y": 2}
+        assert not mixed.brief and not back.brief
+        with trio.fail_after(10):
+            await only_brief.wait_closed()
+        assert a.connection_for(b.peer_id) is None
+        assert a.connection_for(c.peer_id) is mixed and not mixed.is_closed
+
+
+def test_every_dht_rpc_is_brief() -> None:
+    from cocoon_p2p.dht import Dht
+    from cocoon_p2p.net import SystemClock, TcpNetwork
+    from cocoon_p2p.rpc import Host
+
+    host = Host(Identity.generate(), TcpNetwork())
+    Dht(host, SystemClock())
+    dht_methods = {m for m in host.router.unary_handlers if m.startswith("dht.")}
+    assert dht_methods and dht_methods <= host.router.brief
