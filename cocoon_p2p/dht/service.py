@@ -19,9 +19,9 @@ from ..errors import CocoonError, RemoteError
 from ..identity import Identity, PeerId
 from ..net import WallClock, join_address, split_address
 from ..rpc import CallContext, Host
-from ..wire.codec import BYTES32, Field, Schema
 from .distance import bucket_index
 from .lookup import Abandon, LookupResult, QueryReply, ReplyFn, iterative_lookup
+from .messages import FIND, STORE, ContactDecoder, encode_contacts
 from .records import (
     PEER_RECORD,
     Record,
@@ -36,14 +36,6 @@ from .store import RecordStore
 
 log = logging.getLogger(__name__)
 
-_HEADER = {"port": Field(int, min_value=0, max_value=65535, optional=True)}
-_FIND = Schema("find", target=BYTES32, **_HEADER)
-_STORE = Schema("store", record=Field(dict), **_HEADER)
-_CONTACT = Schema("contact", id=BYTES32, addr=Field(str, max_len=64))
-_REPLY = Schema("find_reply", nodes=Field(list, max_len=64), records=Field(list, max_len=256, optional=True))
-
-
-_PEER_ID_MEMO = 4096
 
 
 @dataclass
@@ -84,9 +76,7 @@ class Dht:
         self.rpcs_sent = 0
         self._nursery: trio.Nursery | None = None
         self._evict_pings: set[PeerId] = set()
-        # Replies name the same peers over and over; building a PeerId (validation and its
-        # integer) for each was a sixth of a lookup's CPU.
-        self._peer_ids: dict[bytes, PeerId] = {}
+        self._contacts = ContactDecoder()
         self._header_for: tuple[str | None, dict[str, Any]] = (None, {})
         router = host.router
         # Table and store reads never wait, so they run inline in the connection's reader. All
@@ -149,18 +139,18 @@ class Dht:
         return {}
 
     async def _on_find_node(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-        req = _FIND.validate(params)
+        req = FIND.validate(params)
         self._observe(ctx, req)
         return {"nodes": self._nodes_near(req["target"], ctx.peer_id)}
 
     async def _on_find_value(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-        req = _FIND.validate(params)
+        req = FIND.validate(params)
         self._observe(ctx, req)
         records = self.store.get(req["target"], self.clock.now())
         return {"nodes": self._nodes_near(req["target"], ctx.peer_id), "records": [r.to_wire() for r in records]}
 
     async def _on_store(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-        req = _STORE.validate(params)
+        req = STORE.validate(params)
         self._observe(ctx, req)
         try:
             record = Record.from_wire(req["record"])
@@ -170,7 +160,7 @@ class Dht:
         return {}
 
     def _nodes_near(self, target: bytes, requester: PeerId) -> list[dict[str, Any]]:
-        return [{"id": c.peer_id.raw, "addr": c.address} for c in self.table.closest(target, exclude=requester)]
+        return encode_contacts(self.table.closest(target, exclude=requester))
 
     def accept_record(self, record: Record) -> bool:
         now = self.clock.now()
@@ -190,24 +180,6 @@ class Dht:
         except (CocoonError, trio.TooSlowError, OSError):
             return False
         return True
-
-    def _parse_contacts(self, reply: dict[str, Any]) -> list[Contact]:
-        contacts = []
-        for item in _REPLY.validate(reply)["nodes"]:
-            # Every lookup parses k contacts per reply: the plain well-formed case is checked
-            # inline (same rules as _CONTACT), anything else goes through the schema for its error.
-            raw = item.get("id") if type(item) is dict else None
-            addr = item.get("addr") if type(item) is dict else None
-            if not (type(raw) is bytes and len(raw) == 32 and type(addr) is str and len(addr) <= 64):
-                node = _CONTACT.validate(item)
-                raw, addr = node["id"], node["addr"]
-            peer_id = self._peer_ids.get(raw)
-            if peer_id is None:
-                if len(self._peer_ids) >= _PEER_ID_MEMO:
-                    self._peer_ids.clear()  # a bound, not an LRU: a forgotten id is just rebuilt
-                peer_id = self._peer_ids[raw] = PeerId(raw)
-            contacts.append(Contact(peer_id, addr))
-        return contacts
 
     async def _query(self, contact: Contact, method: str, target: bytes) -> QueryReply:
         try:
@@ -250,7 +222,7 @@ class Dht:
         return abandon
 
     def _take_reply(self, contact: Contact, target: bytes, reply: dict[str, Any]) -> QueryReply:
-        contacts = self._parse_contacts(reply)
+        contacts = self._contacts.decode(reply)
         self._saw(Contact(contact.peer_id, contact.address))
         records = []
         now = self.clock.now()

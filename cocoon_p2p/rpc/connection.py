@@ -17,43 +17,15 @@ import trio
 
 from ..errors import CodecError, ConnectionClosed, ProtocolError, RemoteError
 from ..wire import codec
-from ..wire.codec import Field, Schema
 from ..wire.limits import DEFAULT_LIMITS, Limits
 from ..wire.secure import SecureChannel
+from .envelope import CREDIT, DATA, ERR, envelope, request
 from .ratelimit import TokenBucket
 from .reply import CallbackReply, Reply
 from .router import CallContext, Router
 from .stream import Stream
 
 log = logging.getLogger(__name__)
-
-_MAX_ID = (1 << 63) - 1
-_MAX_METHOD = 128
-_ERR = Schema("err", c=Field(str, max_len=64), e=Field(str, max_len=4096, optional=True))
-_DATA = Schema("sdata", d=Field(dict))
-_CREDIT = Schema("credit", n=Field(int, min_value=1, max_value=1 << 20))
-
-
-
-# The envelope, req and res checks run on every message, so they are written out instead of
-# going through Schema; they enforce the same rules (docs/PROTOCOL.md §4).
-def _envelope(msg: dict[str, Any]) -> tuple[str, int]:
-    kind, call_id = msg.get("t"), msg.get("id")
-    if type(kind) is not str or len(kind) > 16:
-        raise CodecError("envelope: field 't' must be a short string")
-    if type(call_id) is not int or not 1 <= call_id <= _MAX_ID:
-        raise CodecError("envelope: field 'id' must be an integer in 1..2^63-1")
-    return kind, call_id
-
-
-def _request(msg: dict[str, Any]) -> dict[str, Any]:
-    method, params = msg.get("m"), msg.get("p")
-    if type(method) is not str or len(method) > _MAX_METHOD:
-        raise CodecError(f"req: field 'm' must be a string of at most {_MAX_METHOD} characters")
-    if type(params) is not dict:
-        raise CodecError("req: field 'p' must be a map")
-    return {"m": method, "p": params}
-
 
 #: Observes every decoded message: (direction "in"/"out", connection, message).
 Tap = Callable[[str, "Connection", dict[str, Any]], None]
@@ -307,12 +279,12 @@ class Connection:
 
     def _dispatch(self, msg: dict[str, Any]) -> tuple[int, str, dict[str, Any]] | None:
         """Handle one message; returns (id, method, params) when an inline handler should run now."""
-        kind, call_id = _envelope(msg)
+        kind, call_id = envelope(msg)
         mine = (call_id % 2 == 1) == self.outbound
         if kind in ("req", "sopen"):
             if mine:
                 raise ProtocolError("peer opened a call with an id from our half of the id space")
-            req = _request(msg)
+            req = request(msg)
             if self.brief and (kind == "sopen" or req["m"] not in self.router.brief):
                 self.brief = False
             if kind == "req" and req["m"] in self.router.inline:
@@ -337,7 +309,7 @@ class Connection:
             if type(outcome) is not dict:
                 raise CodecError("res: field 'r' must be a map")
         else:
-            err = _ERR.validate(msg)
+            err = ERR.validate(msg)
             outcome = RemoteError(err["c"], err["e"] or "")
         pending = self._pending.pop(call_id, None)
         if pending is not None:
@@ -357,11 +329,11 @@ class Connection:
                 self._send_soon({"t": "credit", "id": call_id, "n": 1})
             return
         if kind == "sdata":
-            stream._deliver(_DATA.validate(msg)["d"])
+            stream._deliver(DATA.validate(msg)["d"])
         elif kind == "send":
             stream._remote_end()
         else:
-            stream._grant(_CREDIT.validate(msg)["n"])
+            stream._grant(CREDIT.validate(msg)["n"])
 
     def _admit(self, call_id: int) -> bool:
         if call_id in self._handlers:
