@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 
 
+#: How many recent lookups put_record may reuse, and for how long.
+_RECENT_LOOKUPS = 8
+_RECENT_LOOKUP_S = 30.0
+
+
 @dataclass
 class DhtConfig:
     k: int = 20
@@ -78,6 +83,10 @@ class Dht:
         self._evict_pings: set[PeerId] = set()
         self._contacts = ContactDecoder()
         self._header_for: tuple[str | None, dict[str, Any]] = (None, {})
+        # The last few complete node lookups (target -> (when, closest)): a record published
+        # right after a lookup of its key (a join's own-id lookup, then its peer record) is
+        # stored on the peers that lookup found instead of looking them up again.
+        self._recent: dict[bytes, tuple[float, list[Contact]]] = {}
         router = host.router
         # Table and store reads never wait, so they run inline in the connection's reader. All
         # four are one-shot queries: a connection that carried only these closes sooner when idle.
@@ -254,6 +263,11 @@ class Dht:
             timeout=self.config.query_timeout,
         )
         self._looked_up(target, result, complete=True)
+        if len(result.closest) >= self.config.k or not result.failures:
+            self._recent.pop(target, None)
+            self._recent[target] = (trio.current_time(), result.closest)
+            while len(self._recent) > _RECENT_LOOKUPS:
+                del self._recent[next(iter(self._recent))]
         return result
 
     def _looked_up(self, target: bytes, result: LookupResult, *, complete: bool) -> None:
@@ -301,7 +315,11 @@ class Dht:
         """Store ``record`` on the k closest peers to its key; returns how many accepted it."""
         self.accept_record(record)
         self.published[(record.type, record.key)] = record
-        lookup = await self.lookup_nodes(record.key)
+        recent = self._recent.get(record.key)
+        if recent is not None and trio.current_time() - recent[0] <= _RECENT_LOOKUP_S:
+            closest = recent[1]
+        else:
+            closest = (await self.lookup_nodes(record.key)).closest
         accepted = 0
 
         async def store_on(contact: Contact) -> None:
@@ -313,7 +331,7 @@ class Dht:
                 log.debug("store on %s failed: %s", contact.peer_id.short, exc)
 
         async with trio.open_nursery() as nursery:
-            for contact in lookup.closest:
+            for contact in closest:
                 nursery.start_soon(store_on, contact)
         return accepted
 

@@ -161,3 +161,24 @@ async def test_refresh_skips_buckets_that_a_lookup_covered() -> None:
     assert targets[0] == host.peer_id.raw
     assert [(int.from_bytes(t, "big") ^ own).bit_length() - 1 for t in targets[1:]] == [255]
     assert all(dht.table.buckets[i].last_changed > 0 for i in range(200, 256))
+
+
+async def test_a_record_published_right_after_a_lookup_of_its_key_goes_to_the_peers_it_found() -> None:
+    from tests.dht.helpers import dht_network
+
+    async with dht_network(8, DhtConfig(k=4)) as peers:
+        dht = peers[-1].dht
+        found = await dht.lookup_nodes(dht.host.peer_id.raw)  # as bootstrap's own-id lookup does
+        sent = dht.rpcs_sent
+        accepted = await dht.publish_self()
+        # Only the stores went out: no second lookup of our own id.
+        assert dht.rpcs_sent - sent == len(found.closest) == 4
+        assert accepted == 4
+        holders = {p.host.peer_id for p in peers[:-1] if p.dht.store.get(dht.host.peer_id.raw, dht.clock.now())}
+        assert holders == {c.peer_id for c in found.closest}
+        # Once that lookup is older than half a minute, publishing looks the key up again.
+        when, closest = dht._recent[dht.host.peer_id.raw]
+        dht._recent[dht.host.peer_id.raw] = (when - 31.0, closest)
+        sent = dht.rpcs_sent
+        await dht.publish_self()
+        assert dht.rpcs_sent - sent > 4
