@@ -141,14 +141,16 @@ class _Lookup:
                 self.nursery = nursery
                 self.launch()
                 await self._keep_deadlines()
-                for cand in self.posted:
-                    if cand.abandon is not None:
-                        cand.abandon(False)  # stop_when was met with queries still out
                 nursery.cancel_scope.cancel()
         finally:
+            # Ended (stop_when met) or cancelled with queries still out: withdraw them, and
+            # mark the lookup finished so that a reply racing the withdrawal sends nothing.
+            self.finished.set()
             self.nursery = None
-            for cand in self.ranked:
-                cand.abandon = None
+            for cand in self.posted:
+                if cand.abandon is not None:
+                    cand.abandon(False)
+                    cand.abandon = None
         answered = [c for c in self.frontier() if c.state == "answered"]
         return LookupResult(
             closest=[c.contact for c in answered],

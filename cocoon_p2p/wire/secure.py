@@ -238,20 +238,13 @@ class SecureChannel:
                 else:
                     self._run = 0
                     await reader.wait_readable()
-            body, total = self._held
-            self._held = None
-            return await receive_rest(self._recv_cipher, body, total, self._read_cipher_frame)
-        first = await self._read_plain_frame()
-        if len(first) < 4:
-            raise FramingError("first frame of a message is shorter than its length header")
-        (total,) = _U32.unpack_from(first, 0)
-        if total > self.max_message:
-            raise LimitExceeded(f"peer announced a {total} byte message; the limit is {self.max_message}")
-        body = first[4:]
-        if len(body) >= total:
-            if len(body) != total:
-                raise FramingError("frame carries more bytes than its message")
-            return body
+        else:
+            message = self._first_frame(await reader.read_frame())
+            if message is not None:
+                return message
+        assert self._held is not None
+        body, total = self._held
+        self._held = None
         return await receive_rest(self._recv_cipher, body, total, self._read_cipher_frame)
 
     def _first_frame(self, frame: bytes) -> bytes | None:
@@ -277,13 +270,6 @@ class SecureChannel:
         frame = await self._reader.read_frame()
         self.bytes_received += len(frame) + 2
         return frame
-
-    async def _read_plain_frame(self) -> bytes:
-        frame = await self._reader.read_frame()
-        if len(frame) < NOISE_TAG:
-            raise FramingError("transport frame shorter than its tag")
-        self.bytes_received += len(frame) + 2
-        return self._recv_cipher.decrypt_with_ad(b"", frame)
 
     async def aclose(self) -> None:
         await self.stream.aclose()

@@ -87,3 +87,22 @@ async def test_contacts_that_cannot_be_posted_are_asked_in_tasks(autojump_clock)
 
     result = await iterative_lookup(os.urandom(32), peers, query, k=4, alpha=2, post=post)
     assert len(asked) == result.queries >= 4 and len(result.closest) == 4
+
+
+async def test_a_cancelled_lookup_withdraws_its_queries_and_a_late_reply_sends_nothing(autojump_clock) -> None:
+    peers = _contacts(10)
+    posted: list[ReplyFn] = []
+    withdrawn: list[bool] = []
+
+    async def query(contact: Contact) -> QueryReply:
+        raise AssertionError("every query here can be posted")
+
+    def post(contact: Contact, on_done: ReplyFn) -> Abandon:
+        posted.append(on_done)
+        return withdrawn.append
+
+    with trio.move_on_after(1.0):
+        await iterative_lookup(os.urandom(32), peers, query, k=8, alpha=3, post=post, timeout=3.0)
+    assert len(posted) == 3 and withdrawn == [False, False, False]
+    posted[0](QueryReply(peers))  # a reply that raced the cancellation
+    assert len(posted) == 3  # no new query went out
