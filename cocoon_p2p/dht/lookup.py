@@ -139,13 +139,16 @@ class _Lookup:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                self.launch()
-                await self._keep_deadlines()
+                try:
+                    self.launch()
+                    await self._keep_deadlines()
+                finally:
+                    # Ended (stop_when met) or cancelled: from here on a late reply sends
+                    # nothing, not even while the nursery waits for its tasks to unwind.
+                    self.finished.set()
                 nursery.cancel_scope.cancel()
         finally:
-            # Ended (stop_when met) or cancelled with queries still out: withdraw them, and
-            # mark the lookup finished so that a reply racing the withdrawal sends nothing.
-            self.finished.set()
+            # Withdraw the posted queries still out.
             self.nursery = None
             for cand in self.posted:
                 if cand.abandon is not None:

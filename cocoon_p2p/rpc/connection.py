@@ -221,7 +221,10 @@ class Connection:
             self._slots.release()
             return None
         if self.channel.has_backlog and self._nursery is not None:
-            self._nursery.start_soon(self._flush_quietly)
+            try:
+                self._nursery.start_soon(self._flush_quietly)
+            except RuntimeError:
+                pass  # the connection is shutting down; the remote will see it close instead
         self._pending[call_id] = CallbackReply(on_reply, self._slots.release)
         self.last_activity = trio.current_time()
         return call_id

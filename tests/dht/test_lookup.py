@@ -106,3 +106,30 @@ async def test_a_cancelled_lookup_withdraws_its_queries_and_a_late_reply_sends_n
     assert len(posted) == 3 and withdrawn == [False, False, False]
     posted[0](QueryReply(peers))  # a reply that raced the cancellation
     assert len(posted) == 3  # no new query went out
+
+
+async def test_a_reply_arriving_while_a_cancelled_lookup_unwinds_sends_nothing(autojump_clock) -> None:
+    peers = _contacts(10)
+    posted: list[ReplyFn] = []
+    asked: list[Contact] = []
+
+    async def query(contact: Contact) -> QueryReply:
+        asked.append(contact)
+        try:
+            await trio.sleep_forever()
+        finally:
+            # A posted query's reply lands while the lookup's nursery waits for this task.
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.5)
+            posted[0](QueryReply(peers))
+        raise AssertionError
+
+    def post(contact: Contact, on_done: ReplyFn) -> Abandon | None:
+        if posted:
+            return None  # only the first can be posted; the others need a task
+        posted.append(on_done)
+        return lambda timed_out: None
+
+    with trio.move_on_after(1.0):
+        await iterative_lookup(os.urandom(32), peers, query, k=8, alpha=3, post=post, timeout=3.0)
+    assert len(asked) == 2  # the late reply started no new query
