@@ -269,39 +269,16 @@ class SimStream(trio.abc.Stream):
             self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._receiving:
-            raise trio.BusyResourceError("another task is already receiving on this stream")
         if max_bytes is None:
             limit = DEFAULT_RECEIVE
         else:
             limit = operator.index(max_bytes)  # TypeError for floats, as trio's streams do
             if limit < 1:
                 raise ValueError("max_bytes must be >= 1")
-        self._receiving = True
-        try:
-            incoming = self._in
-            # Parking is a checkpoint; an explicit one is only needed when we would
-            # return without parking (trio requires every receive to checkpoint).
-            checkpointed = False
-            while True:
-                if self._closed:
-                    raise trio.ClosedResourceError("this stream was closed")
-                if incoming.broken:
-                    raise trio.BrokenResourceError("connection reset (link broken)")
-                now = trio.current_time()
-                due = incoming.due()
-                if due <= now:
-                    if checkpointed:
-                        return incoming.pop(now, limit) if incoming.chunks else b""
-                    await trio.lowlevel.checkpoint()  # then re-check: a close may have come in
-                elif due == math.inf:
-                    await incoming.recv_lot.park()
-                else:
-                    with trio.move_on_at(due):
-                        await incoming.recv_lot.park()
-                checkpointed = True
-        finally:
-            self._receiving = False
+        await self.wait_readable()  # checkpoints, and raises if the stream closed or broke meanwhile
+        data = self.receive_nowait(limit)
+        assert data is not None  # wait_readable returns only once something is due
+        return data
 
     def _check_receive(self) -> None:
         if self._receiving:
