@@ -51,6 +51,19 @@ def test_simulate_runs_on_virtual_time() -> None:
     assert simulate(long_sleep, seeds=Seeds(1)) == 86_400.0
 
 
+def test_simulate_polls_the_os_rarely_yet_still_hears_its_wakeup_socket() -> None:
+    # The loop skips most of its zero-timeout epoll calls (harness.OS_POLL_EVERY); a callback
+    # queued with run_sync_soon (delivered through trio's wakeup socket, as Ctrl-C is) still runs.
+    async def main() -> str:
+        manager = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        heard = trio.Event()
+        trio.lowlevel.current_trio_token().run_sync_soon(heard.set)
+        await heard.wait()
+        return type(manager).__name__
+
+    assert simulate(main, seeds=Seeds(1), limit=1e6) == "RarelyPolled"
+
+
 def test_simulate_reports_a_deadlock_instead_of_hanging() -> None:
     async def stuck() -> None:
         await trio.Event().wait()
