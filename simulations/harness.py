@@ -3,8 +3,8 @@
 Three things make a run repeat byte for byte:
 
 - virtual time: ``trio.testing.MockClock(autojump_threshold=0)`` jumps to the next
-  deadline whenever every task is blocked, so results depend on simulated delays
-  only, never on how fast the machine is;
+  deadline (or alarm, see ``simulations.clock``) whenever every task is blocked, so
+  results depend on simulated delays only, never on how fast the machine is;
 - seeded randomness: every consumer takes its own ``random.Random`` from
   ``Seeds(master).rng(name)``, so adding a consumer does not shift the others;
 - a seeded scheduler: trio deliberately shuffles the order of runnable tasks with
@@ -36,6 +36,7 @@ from cocoon_p2p.identity import Identity
 from cocoon_p2p.identity.keys import remember_verified
 from cocoon_p2p.net import TrioWallClock
 
+from .clock import sim_clock
 from .latency import make_latency, quantize
 from .network import SimEndpoint, SimNetwork
 
@@ -194,7 +195,7 @@ def simulate(
     seed = int.from_bytes(seeds.digest("trio-scheduler")[:8], "big")
     # remember_verified: a signature triple that verified once is not re-checked (see there).
     with seeded_scheduler(seed), _relaxed_gc(), remember_verified():
-        trio.run(root, clock=trio.testing.MockClock(autojump_threshold=0))
+        trio.run(root, clock=sim_clock())
     return result[0]
 
 

@@ -27,6 +27,7 @@ import trio
 
 from cocoon_p2p.net import ConnectionHandler, join_address, split_address
 
+from . import clock
 from .latency import ConstantLatency, LatencyModel, quantize
 from .streams import HostStats, Pipe, SimStream, Uplink
 
@@ -111,24 +112,24 @@ class SimEndpoint:
             or (net.dial_failure and net.fail_rng.random() < net.dial_failure)
         ):
             self.stats.dial_failures += 1
-            await trio.sleep(net.connect_timeout)
+            await clock.sleep(net.connect_timeout)
             raise OSError(errno.ETIMEDOUT, f"connect to {address} timed out")
         delay = net.one_way(self.ip, host)
-        await trio.sleep(delay)  # SYN on its way
+        await clock.sleep(delay)  # SYN on its way
         listener = net.listeners.get((host, port))
         if listener is None or net.blocked(self.ip, host):
             self.stats.dial_failures += 1
             if listener is not None:  # partitioned while the SYN travelled: it is lost
-                await trio.sleep(max(0.0, net.connect_timeout - delay))
+                await clock.sleep(max(0.0, net.connect_timeout - delay))
                 raise OSError(errno.ETIMEDOUT, f"connect to {address} timed out")
-            await trio.sleep(delay)  # the RST comes back
+            await clock.sleep(delay)  # the RST comes back
             raise ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {address} refused")
         client_addr = join_address(self.ip, self._free_ephemeral())
         conn = net._connect(self, client_addr, target, join_address(host, port))
         target.stats.accepted += 1
         listener.nursery.start_soon(listener.handler, conn.server, client_addr)
         try:
-            await trio.sleep(delay)  # SYN-ACK on its way back
+            await clock.sleep(delay)  # SYN-ACK on its way back
         except BaseException:
             conn.client.close_now()
             raise

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .clock import Sleeper, park_until
 from .latency import quantize
 
 if TYPE_CHECKING:
@@ -68,9 +69,9 @@ class Pipe:
         "head_offset",
         "last_at",
         "latency",
+        "reader",
         "reader_closed_at",
         "receiver_stats",
-        "recv_lot",
         "send_lot",
         "sender_stats",
         "unacked",
@@ -95,7 +96,7 @@ class Pipe:
         self.broken = False
         self.unacked = 0
         self.credits: list[tuple[float, int]] = []
-        self.recv_lot = trio.lowlevel.ParkingLot()
+        self.reader: Sleeper | None = None  # the receiving task, while it waits
         # Made when a sender first runs out of window, which most connections never do.
         self.send_lot: trio.lowlevel.ParkingLot | None = None
 
@@ -126,13 +127,14 @@ class Pipe:
         was_empty = not self.chunks
         self.chunks.append((arrive, data))
         # A reader parked on a non-empty queue already waits for an earlier chunk.
-        if was_empty and self.recv_lot:
-            self.recv_lot.unpark_all()
+        if was_empty and self.reader is not None:
+            self.reader.wake()
 
     def send_eof(self, now: float) -> None:
         if self.eof_at is None:
             self.eof_at = max(now + self.latency, self.last_at)
-            self.recv_lot.unpark_all()
+            if self.reader is not None:
+                self.reader.wake()
 
     # --- receiver side ---------------------------------------------------------
     def due(self) -> float:
@@ -179,7 +181,8 @@ class Pipe:
         self.wake_all()
 
     def wake_all(self) -> None:
-        self.recv_lot.unpark_all()
+        if self.reader is not None:
+            self.reader.wake()
         if self.send_lot is not None:
             self.send_lot.unpark_all()
 
@@ -311,11 +314,11 @@ class SimStream(trio.abc.Stream):
                     if not parked:
                         await trio.lowlevel.checkpoint()
                     break
-                if due == math.inf:
-                    await incoming.recv_lot.park()
-                else:
-                    with trio.move_on_at(due):
-                        await incoming.recv_lot.park()
+                incoming.reader = sleeper = Sleeper()
+                try:
+                    await park_until(due, sleeper)
+                finally:
+                    incoming.reader = None
                 parked = True
                 if self._closed or incoming.broken:
                     break
