@@ -54,6 +54,10 @@ SWARM_KNOBS: dict[str, Knob] = {
     "query_timeout": Knob(3.0, "seconds before one DHT query counts as failed"),
     "churn": Knob("none", "session-time distribution, e.g. weibull:600:0.5, exp:600, pareto:600:2; none = no churn"),
     "downtime": Knob("exp:300", "offline-time distribution between sessions (with --churn)"),
+    "refresh_s": Knob(
+        DhtConfig.refresh_interval,
+        "a bucket with no lookup or news from its contacts this long is refreshed by a lookup into it",
+    ),
     "evict_ping_after_s": Knob(
         900.0,
         "ping-before-evict questions a full bucket's oldest contact only when it has been silent this long "
@@ -264,6 +268,12 @@ def warm_tables(
             for p in picks:
                 j = order[p]
                 dht.table.add(Contact(ids[j], addresses[j]), now)
+        # A network that has run a while refreshed each bucket at some point of the last
+        # interval: stamping them all "now" would make every peer refresh every bucket in
+        # the same moment one interval later, a burst no running network sees.
+        interval = dht.config.refresh_interval
+        for bucket in dht.table.buckets.existing():
+            bucket.last_changed = now - rng.uniform(0.0, interval)
 
 
 def churn_schedules(
@@ -288,6 +298,7 @@ def dht_config(params: dict[str, Any]) -> DhtConfig:
         k=params["k"],
         alpha=params["alpha"],
         query_timeout=params["query_timeout"],
+        refresh_interval=float(params.get("refresh_s", DhtConfig.refresh_interval)),
         evict_ping_after=float(params.get("evict_ping_after_s", DhtConfig.evict_ping_after)),
     )
 

@@ -4,7 +4,8 @@ Each peer runs an unmodified ``Host`` + ``Dht`` on its simulated endpoint
 (``simulations.swarm``). With ``--join protocol`` peers join over
 ``join_spread_s`` through the bootstrap peer (peer 0, never churned) and one
 random peer already online, then publish their peer record; with ``--join warm``
-the swarm starts converged (tables and peer records from ground truth), which
+the swarm starts converged (tables and peer records from ground truth, each
+bucket last refreshed at a random point of the last refresh interval), which
 is how 10,000-peer runs fit in minutes. After ``settle_s`` the measurement
 window opens: ``lookups`` lookups start at random times from random online
 peers, half of each kind:

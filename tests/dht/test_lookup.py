@@ -63,9 +63,7 @@ async def test_queries_still_out_when_stop_when_is_met_are_withdrawn(autojump_cl
         late.append(on_done)
         return withdrawn.append
 
-    result = await iterative_lookup(
-        b"k" * 32, peers, query, k=8, alpha=3, post=post, stop_when=lambda recs: bool(recs)
-    )
+    result = await iterative_lookup(b"k" * 32, peers, query, k=8, alpha=3, post=post, stop_when=lambda recs: bool(recs))
     assert result.records == [record]
     assert withdrawn == [False, False]  # the other two of the first α, not as timeouts
     for on_done in late[1:]:

@@ -237,8 +237,10 @@ def test_kill9_during_paid_streams_loses_no_money(tmp_path: Path) -> None:
     assert all(state == CHANNEL_UNINITED for state in states)
     assert all(r["how"] == "cooperative" for r in reports)
     paid = sum(r["paid_to_worker_nanoton"] for r in reports)
-    print(f"kill9: {ledger.events} tokens streamed ({ledger.finished_cost // K} in finished jobs), "
-          f"{ledger.gateway_kills} gateway kills, {len(reports)} channels closed, {paid // K} tokens paid")
+    print(
+        f"kill9: {ledger.events} tokens streamed ({ledger.finished_cost // K} in finished jobs), "
+        f"{ledger.gateway_kills} gateway kills, {len(reports)} channels closed, {paid // K} tokens paid"
+    )
     signed = sum(c["moved_nanoton"] for c in listed)
     accepted = sum(c["moved_nanoton"] for c in worker_books)
     assert paid == signed  # a cooperative close pays what the client last signed...

@@ -33,9 +33,12 @@ json_values = st.recursive(
 )
 # Near-valid values per field reach deeper into validation than random JSON does.
 good_message = st.fixed_dictionaries(
-    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "robot"]),
-     "content": st.text(max_size=30) | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": st.text()}),
-                                                max_size=3) | json_values},
+    {
+        "role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "robot"]),
+        "content": st.text(max_size=30)
+        | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": st.text()}), max_size=3)
+        | json_values,
+    },
     optional={"name": st.text(max_size=5) | json_values, "tool_calls": json_values, "extra": json_values},
 )
 field_values: dict[str, st.SearchStrategy[Any]] = {
@@ -63,18 +66,22 @@ shaped_bodies = st.dictionaries(
 )
 valid_bodies = st.fixed_dictionaries(
     {"model": st.sampled_from(["gemma3-270m", "org/tiny-random", "no-such-model"])},
-    optional={"max_tokens": st.integers(min_value=1, max_value=128), "stream": st.booleans(),
-              "temperature": st.floats(min_value=0, max_value=2), "stop": st.sampled_from(["!", ["x", " world"]])},
+    optional={
+        "max_tokens": st.integers(min_value=1, max_value=128),
+        "stream": st.booleans(),
+        "temperature": st.floats(min_value=0, max_value=2),
+        "stop": st.sampled_from(["!", ["x", " world"]]),
+    },
 ).flatmap(
-    lambda base: st.sampled_from([
-        {**base, "prompt": "tell me"},
-        {**base, "messages": [{"role": "user", "content": "tell me"}]},
-    ])
+    lambda base: st.sampled_from(
+        [
+            {**base, "prompt": "tell me"},
+            {**base, "messages": [{"role": "user", "content": "tell me"}]},
+        ]
+    )
 )
 # A valid body with one field replaced by anything at all.
-mutated_bodies = st.tuples(valid_bodies, st.sampled_from(all_fields), json_values).map(
-    lambda t: {**t[0], t[1]: t[2]}
-)
+mutated_bodies = st.tuples(valid_bodies, st.sampled_from(all_fields), json_values).map(lambda t: {**t[0], t[1]: t[2]})
 bodies = (
     valid_bodies.map(lambda b: json.dumps(b).encode())
     | mutated_bodies.map(lambda b: json.dumps(b).encode())
@@ -104,8 +111,13 @@ async def test_random_bodies_never_get_a_5xx_and_the_gateway_keeps_serving() -> 
     async with running_gateway(backend) as url:
         with httpx.Client(base_url=url) as http:
 
-            @settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                      suppress_health_check=[HealthCheck.too_slow])
+            @settings(
+                max_examples=400,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            )
             @given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]), body=bodies)
             # Valid jobs both ways always run: which generated bodies happen to be valid depends
             # on how hypothesis explores the union of strategies above.
@@ -116,7 +128,8 @@ async def test_random_bodies_never_get_a_5xx_and_the_gateway_keeps_serving() -> 
 
             await trio.to_thread.run_sync(property_holds)
             ok = await trio.to_thread.run_sync(
-                lambda: http.post("/v1/completions", json={"model": "gemma3-270m", "prompt": "still there?"}))
+                lambda: http.post("/v1/completions", json={"model": "gemma3-270m", "prompt": "still there?"})
+            )
             health = await trio.to_thread.run_sync(lambda: http.get("/health"))
     assert ok.status_code == 200 and ok.json()["choices"][0]["text"] == "Hello, world!"
     assert health.json() == {"status": "ok"}

@@ -18,8 +18,9 @@ CHAT = "/v1/chat/completions"
 GOOD_CHAT: dict[str, Any] = {"model": "gemma3-270m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def assert_openai_error(response: httpx.Response, status: int, code: str | None = None,
-                        param: str | None = None) -> dict[str, Any]:
+def assert_openai_error(
+    response: httpx.Response, status: int, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -51,8 +52,14 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
 
 async def test_malformed_json_is_400_invalid_json() -> None:
     async with running_gateway(ScriptedBackend()) as url, httpx.AsyncClient(base_url=url) as http:
-        for body in [b"{bad", b"", b"\xff\xfe\x00garbage", b'{"model": NaN}', b"[" * 100_000,
-                     b'{"seed": ' + b"9" * 5000 + b"}"]:
+        for body in [
+            b"{bad",
+            b"",
+            b"\xff\xfe\x00garbage",
+            b'{"model": NaN}',
+            b"[" * 100_000,
+            b'{"seed": ' + b"9" * 5000 + b"}",
+        ]:
             assert_openai_error(await http.post(CHAT, content=body), 400, "invalid_json")
         for body in [b"[]", b'"text"', b"42", b"null"]:
             assert_openai_error(await http.post("/v1/completions", content=body), 400, "invalid_json")
@@ -79,8 +86,10 @@ BAD_CHAT = [
     (chat(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
     (chat(messages=[{"role": "user"}]), "messages[0].content"),
     (chat(messages=[{"role": "user", "content": "x", "mood": "happy"}]), "messages[0].mood"),
-    (chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
-     "messages[0].content[0]"),
+    (
+        chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+        "messages[0].content[0]",
+    ),
     (chat(messages=[{"role": "assistant", "content": "x", "tool_calls": [{}]}]), "messages[0].tool_calls"),
     (chat(max_tokens="10"), "max_tokens"),
     (chat(max_tokens=1.5), "max_tokens"),
@@ -125,8 +134,10 @@ BAD_COMPLETION = [
 ]
 
 
-@pytest.mark.parametrize(("path", "body", "param"),
-                         [(CHAT, b, p) for b, p in BAD_CHAT] + [("/v1/completions", b, p) for b, p in BAD_COMPLETION])
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [(CHAT, b, p) for b, p in BAD_CHAT] + [("/v1/completions", b, p) for b, p in BAD_COMPLETION],
+)
 async def test_invalid_bodies_are_400_naming_the_field(path: str, body: dict[str, Any], param: str) -> None:
     backend = ScriptedBackend()
     async with running_gateway(backend) as url, httpx.AsyncClient(base_url=url) as http:
@@ -142,17 +153,31 @@ async def test_neutral_values_nulls_and_text_parts_are_accepted() -> None:
             {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]},
             {"role": "assistant", "content": "ok", "tool_calls": None},
         ],
-        n=1, presence_penalty=0, frequency_penalty=0.0, logprobs=False, tools=None, tool_choice="none",
-        response_format={"type": "text"}, temperature=None, seed=None, stop="END", user="me", max_tokens=None,
-        stream=False, stream_options=None,
+        n=1,
+        presence_penalty=0,
+        frequency_penalty=0.0,
+        logprobs=False,
+        tools=None,
+        tool_choice="none",
+        response_format={"type": "text"},
+        temperature=None,
+        seed=None,
+        stop="END",
+        user="me",
+        max_tokens=None,
+        stream=False,
+        stream_options=None,
     )
     async with running_gateway(backend) as url, httpx.AsyncClient(base_url=url) as http:
         response = await http.post(CHAT, json=body)
     assert response.status_code == 200, response.text
     sent = backend.requests[0]
     assert sent.messages is not None
-    assert [(m.role, m.content) for m in sent.messages] == [("system", "be brief"), ("user", "one\ntwo"),
-                                                            ("assistant", "ok")]
+    assert [(m.role, m.content) for m in sent.messages] == [
+        ("system", "be brief"),
+        ("user", "one\ntwo"),
+        ("assistant", "ok"),
+    ]
     assert sent.stop == ("END",) and sent.temperature is None and sent.seed is None
 
 

@@ -35,8 +35,11 @@ def expected_cocoon(job_id: str, prompt: int, completion: int) -> dict[str, Any]
         "worker": WORKER,
         "job_id": job_id,
         "cost_nanoton": cost(prompt, completion),
-        "price": {"prompt_per_million": PRICE.prompt_per_million,
-                  "completion_per_million": PRICE.completion_per_million, "unit": "nanoTON per 1M tokens"},
+        "price": {
+            "prompt_per_million": PRICE.prompt_per_million,
+            "completion_per_million": PRICE.completion_per_million,
+            "unit": "nanoTON per 1M tokens",
+        },
     }
 
 
@@ -95,8 +98,11 @@ async def test_chat_completion_streamed_ends_with_usage_and_cost() -> None:
 
 async def test_chat_stream_with_include_usage_sends_openai_usage_chunk() -> None:
     def work(client: openai.OpenAI) -> list[Any]:
-        return list(client.chat.completions.create(
-            model="gemma3-270m", messages=USER, stream=True, stream_options={"include_usage": True}))
+        return list(
+            client.chat.completions.create(
+                model="gemma3-270m", messages=USER, stream=True, stream_options={"include_usage": True}
+            )
+        )
 
     chunks = await with_client(ScriptedBackend(), work)
     finish, last = chunks[-2], chunks[-1]

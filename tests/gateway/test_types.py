@@ -46,8 +46,14 @@ def test_backend_errors_carry_code_and_status(error: BackendError, code: str, st
 def test_backend_error_becomes_openai_error_body() -> None:
     api = from_backend(BadRequest("prompt does not fit", param="messages"))
     assert api.status == 400
-    assert api.body() == {"error": {"message": "prompt does not fit", "type": "invalid_request_error",
-                                     "param": "messages", "code": "bad_request"}}
+    assert api.body() == {
+        "error": {
+            "message": "prompt does not fit",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "bad_request",
+        }
+    }
     assert from_backend(NoBids()).body()["error"]["type"] == "server_error"
     assert from_backend(BackendError("odd", "x", 99)).status == 500
 

@@ -63,8 +63,17 @@ def test_round_trips_keep_every_field_and_never_carry_a_prompt() -> None:
     again = Rfq.decode(rfq.raw)
     assert again == rfq and again.client_id == CLIENT.peer_id and len(rfq.job_id) == 16
     assert set(codec.unpack(codec.unpack(rfq.raw)["body"])) == {
-        "job", "model", "prompt_tokens", "completion_tokens", "max_prompt", "max_completion", "window_ms",
-        "client", "addr", "expires_ms", "nonce",
+        "job",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "max_prompt",
+        "max_completion",
+        "window_ms",
+        "client",
+        "addr",
+        "expires_ms",
+        "nonce",
     }
     bid = make_bid(rfq)
     assert Bid.decode(bid.raw) == bid and bid.worker_id == WORKER.peer_id

@@ -44,8 +44,15 @@ async def wait_for(predicate: Any) -> None:
 
 def rfq_for(identity: Identity, address: str, clock: Any, rng: random.Random, *, ttl_ms: int = 10_000) -> Rfq:
     return Rfq.create(
-        identity, model=MODEL, prompt_tokens=100, completion_tokens=100, max_prices=MAX, bid_window_ms=250,
-        client_addr=address, expires_ms=now_ms(clock) + ttl_ms, rng=rng,
+        identity,
+        model=MODEL,
+        prompt_tokens=100,
+        completion_tokens=100,
+        max_prices=MAX,
+        bid_window_ms=250,
+        client_addr=address,
+        expires_ms=now_ms(clock) + ttl_ms,
+        rng=rng,
     )
 
 
@@ -103,8 +110,15 @@ async def test_worker_refuses_bad_rfqs_and_awards() -> None:
             good = award()
             other_rfq = rfq_for(client.identity, client.listen_address, clock, rng)
             mallory_bid = Bid.create(
-                other.identity, job_id=rfq.job_id, prices=Prices(1, 1), load=0, capacity=1, latency_ms=1,
-                offer_ref=b"o" * 32, worker_addr="127.0.0.1:1", expires_ms=rfq.expires_ms,
+                other.identity,
+                job_id=rfq.job_id,
+                prices=Prices(1, 1),
+                load=0,
+                capacity=1,
+                latency_ms=1,
+                offer_ref=b"o" * 32,
+                worker_addr="127.0.0.1:1",
+                expires_ms=rfq.expires_ms,
             )
             cases = [
                 (client, tamper(good, prompt=10**9), "bad_signature"),
@@ -156,8 +170,14 @@ async def test_client_refuses_bad_bids_and_awards_the_valid_one() -> None:
 
         def bid(identity: Identity, rfq: Rfq, prices: Prices, **kw: Any) -> bytes:
             args = {
-                "job_id": rfq.job_id, "prices": prices, "load": 0, "capacity": 1, "latency_ms": 10,
-                "offer_ref": b"o" * 32, "worker_addr": w1.listen_address, "expires_ms": rfq.expires_ms,
+                "job_id": rfq.job_id,
+                "prices": prices,
+                "load": 0,
+                "capacity": 1,
+                "latency_ms": 10,
+                "offer_ref": b"o" * 32,
+                "worker_addr": w1.listen_address,
+                "expires_ms": rfq.expires_ms,
             }
             args.update(kw)
             return Bid.create(identity, **args).raw

@@ -332,6 +332,7 @@ async def test_inbound_connection_is_announced_pooled_and_forgotten_when_it_clos
     # The inbound side runs the connection in the listener's handler task (no nursery of its
     # own); it must still be announced, pooled for calls back, and dropped once closed.
     async with running_hosts(2) as (server, client):
+
         async def echo(ctx: CallContext, params: dict) -> dict:
             return params
 

@@ -41,6 +41,12 @@ def test_warm_tables_put_each_peer_in_its_xor_bucket_and_respect_k() -> None:
         ranges = Counter(bucket_index(ids[i].raw, ids[j].raw) for j in range(nodes) if j != i)
         for index, count in ranges.items():
             assert len(dht.table.buckets[index].contacts) == min(count, k)
+    # As in a network that has run a while, buckets were last refreshed at spread times over
+    # the last interval (all "now" made every peer refresh everything one interval later).
+    stamps = [b.last_changed for dht in dhts.values() for b in dht.table.buckets.existing()]
+    interval = DhtConfig().refresh_interval
+    assert all(-interval <= t <= 0.0 for t in stamps)
+    assert min(stamps) < -0.9 * interval and max(stamps) > -0.1 * interval
 
 
 async def test_timed_engine_streams_at_the_advertised_rate(autojump_clock) -> None:

@@ -32,8 +32,18 @@ async def _channels() -> tuple[SecureChannel, SecureChannel]:
     return dialer, box[0]
 
 
-SIZES = [0, 1, MAX_FRAME_PLAINTEXT - 4, MAX_FRAME_PLAINTEXT - 3, MAX_FRAME_PLAINTEXT, 2 * MAX_FRAME_PLAINTEXT - 4,
-         200_000, THREAD_CRYPTO_MIN - 1, THREAD_CRYPTO_MIN, 1 << 20]
+SIZES = [
+    0,
+    1,
+    MAX_FRAME_PLAINTEXT - 4,
+    MAX_FRAME_PLAINTEXT - 3,
+    MAX_FRAME_PLAINTEXT,
+    2 * MAX_FRAME_PLAINTEXT - 4,
+    200_000,
+    THREAD_CRYPTO_MIN - 1,
+    THREAD_CRYPTO_MIN,
+    1 << 20,
+]
 
 
 @pytest.mark.parametrize("size", SIZES)
