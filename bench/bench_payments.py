@@ -247,8 +247,10 @@ def main() -> None:
         f"{r['updates_per_s_durable_concurrent']:9.0f}/s  = {r['concurrent_vs_target']:.2f}x the "
         f"{TARGET_PER_S}/s target (group commit)"
     )
-    print(f"Worker streaming {r['stream_tokens']} tokens through a payment channel ({r['stream_s']:.1f} s, devnet,"
-          " persist slack 0.5)")
+    print(
+        f"Worker streaming {r['stream_tokens']} tokens through a payment channel ({r['stream_s']:.1f} s, devnet,"
+        " persist slack 0.5)"
+    )
     print(f"  worker process CPU                    {r['worker_cpu_s'] * 1000:9.0f} ms")
     print(
         f"  payment accept + persist CPU          {r['payment_cpu_s'] * 1000:9.1f} ms"

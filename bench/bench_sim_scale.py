@@ -16,7 +16,8 @@ Two modes:
 Virtual-time results are identical on any machine; the wall times and MiB figures are this machine's.
 
     python -m bench.bench_sim_scale [--sizes 250,500,1000,2000] [--scenarios netcheck,rpcping]
-    python -m bench.bench_sim_scale --hour [--nodes 10000] [--virtual-s 3600] [--evict-ping-after-s 900]
+    python -m bench.bench_sim_scale --hour [--nodes 10000] [--virtual-s 3600]
+        [--evict-ping-after-s 900] [--refresh-s 600]
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ class _Reporter:
         pass
 
 
-def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float) -> dict[str, Any]:
+def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float, refresh_s: float = 600.0) -> dict[str, Any]:
     return {
+        "refresh_s": refresh_s,
         "nodes": nodes,
         "join": "warm",
         "settle_s": 0.0,
@@ -105,13 +107,15 @@ def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float) -> dict
     }
 
 
-def _hour(nodes: int, virtual_s: float, seed: int, every: float, evict: float) -> dict[str, Any]:
+def _hour(
+    nodes: int, virtual_s: float, seed: int, every: float, evict: float, refresh: float = 600.0
+) -> dict[str, Any]:
     from simulations import scenarios
     from simulations.harness import Seeds
     from simulations.runner import resolve_params
 
     module = scenarios.load("dht")
-    params = resolve_params(module, hour_params(nodes, virtual_s, evict))
+    params = resolve_params(module, hour_params(nodes, virtual_s, evict, refresh))
     started, cpu_started = time.perf_counter(), time.process_time()
     tables = module.run(params, Seeds(seed), _Reporter(every))
     wall = time.perf_counter() - started
@@ -156,11 +160,14 @@ def main() -> None:
     parser.add_argument(
         "--evict-ping-after-s", type=float, default=900.0, help="--hour: ping-before-evict threshold (production 900)"
     )
+    parser.add_argument(
+        "--refresh-s", type=float, default=600.0, help="--hour: bucket refresh interval (production 600)"
+    )
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     if args.hour:
         with context.Pool(1) as pool:
-            job = (args.nodes, args.virtual_s, args.seed, args.report_every, args.evict_ping_after_s)
+            job = (args.nodes, args.virtual_s, args.seed, args.report_every, args.evict_ping_after_s, args.refresh_s)
             result = pool.apply(_hour, job)
         print(json.dumps(result, indent=2))
         return
