@@ -1,4 +1,4 @@
-"""The DHT as a service on a Host: RPC handlers, lookups, publishing, upkeep.
+"""The DHT as a service on a Host: RPC handlers, lookups, publishing, joining.
 
 RPC methods (docs/PROTOCOL.md §5): ``dht.ping``, ``dht.find_node``,
 ``dht.find_value``, ``dht.store``. Every request carries the caller's listening
@@ -19,7 +19,7 @@ from ..errors import CocoonError, RemoteError
 from ..identity import Identity, PeerId
 from ..net import WallClock, join_address, split_address
 from ..rpc import CallContext, Host
-from .distance import bucket_index
+from . import upkeep
 from .lookup import Abandon, LookupResult, QueryReply, ReplyFn, iterative_lookup
 from .messages import FIND, STORE, ContactDecoder, encode_contacts
 from .records import (
@@ -35,7 +35,6 @@ from .routing import Contact, RoutingTable
 from .store import RecordStore
 
 log = logging.getLogger(__name__)
-
 
 
 #: How many recent lookups put_record may reuse, and for how long.
@@ -99,8 +98,8 @@ class Dht:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._refresh_loop)
-            nursery.start_soon(self._republish_loop)
+            nursery.start_soon(upkeep.refresh_loop, self)
+            nursery.start_soon(upkeep.republish_loop, self)
             task_status.started()
 
     @property
@@ -381,53 +380,4 @@ class Dht:
         return len(self.table)
 
     async def refresh_stale_buckets(self) -> None:
-        started = trio.current_time()
-        idle = self.config.refresh_interval
-        stale = self.table.stale_buckets(started, idle)
-        # A lookup of our own id finds every peer nearer to us than our k-th closest contact,
-        # so it refreshes at once each bucket that lies wholly inside that distance; a
-        # random-id lookup apiece for those (as for the others) would ask the same peers.
-        own = self.host.peer_id
-        nearest = self.table.closest(own.raw)
-        horizon = bucket_index(own.raw, nearest[-1].peer_id.raw) if len(nearest) == self.config.k else -1
-        inside = [index for index in stale if index < horizon]
-        if inside:
-            await self.lookup_nodes(own.raw)
-            for index in inside:
-                self.table.buckets[index].last_changed = trio.current_time()
-        # Farthest first: a lookup into a sparse bucket also covers the buckets below it, and
-        # any bucket that a lookup or a contact touched since we began needs no lookup of its own.
-        for index in sorted((i for i in stale if i >= horizon), reverse=True):
-            bucket = self.table.buckets.peek(index)
-            if bucket is not None and started - bucket.last_changed < idle:
-                continue
-            await self.lookup_nodes(self._random_id_in_bucket(index))
-            self.table.buckets[index].last_changed = trio.current_time()
-
-    def _random_id_in_bucket(self, index: int) -> bytes:
-        own = self.host.peer_id.as_int
-        offset = (1 << index) | self.rng.getrandbits(index) if index else 1
-        return (own ^ offset).to_bytes(32, "big")
-
-    async def _refresh_loop(self) -> None:
-        # A random phase, so peers that started together (a devnet, a restarted cluster, a
-        # simulated swarm) do not all refresh in the same instant.
-        await trio.sleep(self.rng.uniform(0, self.config.refresh_interval / 2))
-        while True:
-            await self.refresh_stale_buckets()
-            self.store.expire(self.clock.now())
-            await trio.sleep(self.config.refresh_interval / 2)
-
-    async def _republish_loop(self) -> None:
-        while True:
-            await trio.sleep(min(self.config.republish_margin / 2, 600.0))
-            now = self.clock.now()
-            for (type_, key), record in list(self.published.items()):
-                if record.expires - now < self.config.republish_margin:
-                    log.debug("republishing %s record under %s", type_, key.hex()[:12])
-                    try:
-                        await self.publish(type_, key, record.value)
-                    except CocoonError as exc:
-                        # e.g. an offer whose own expiry passed: stop republishing it, keep the node up.
-                        log.info("dropping %s record under %s: %s", type_, key.hex()[:12], exc)
-                        self.published.pop((type_, key), None)
+        await upkeep.refresh_stale_buckets(self)
