@@ -94,7 +94,6 @@ class _Reporter:
 
 def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float, refresh_s: float = 600.0) -> dict[str, Any]:
     return {
-        "refresh_s": refresh_s,
         "nodes": nodes,
         "join": "warm",
         "settle_s": 0.0,
@@ -104,6 +103,7 @@ def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float, refresh
         "downtime": "exp:900",
         "sample_every_s": 60.0,
         "evict_ping_after_s": evict_ping_after_s,
+        "refresh_s": refresh_s,
     }
 
 
