@@ -30,6 +30,8 @@ import sys
 import time
 from typing import Any
 
+from cocoon_p2p.dht import DhtConfig
+
 TARGET_WALL_S = 600.0
 TARGET_RSS_MIB = 8192.0
 
@@ -92,7 +94,9 @@ class _Reporter:
         pass
 
 
-def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float, refresh_s: float = 600.0) -> dict[str, Any]:
+def hour_params(
+    nodes: int, virtual_s: float, evict_ping_after_s: float, refresh_s: float = DhtConfig.refresh_interval
+) -> dict[str, Any]:
     return {
         "nodes": nodes,
         "join": "warm",
@@ -108,7 +112,7 @@ def hour_params(nodes: int, virtual_s: float, evict_ping_after_s: float, refresh
 
 
 def _hour(
-    nodes: int, virtual_s: float, seed: int, every: float, evict: float, refresh: float = 600.0
+    nodes: int, virtual_s: float, seed: int, every: float, evict: float, refresh: float = DhtConfig.refresh_interval
 ) -> dict[str, Any]:
     from simulations import scenarios
     from simulations.harness import Seeds
@@ -161,7 +165,10 @@ def main() -> None:
         "--evict-ping-after-s", type=float, default=900.0, help="--hour: ping-before-evict threshold (production 900)"
     )
     parser.add_argument(
-        "--refresh-s", type=float, default=600.0, help="--hour: bucket refresh interval (production 600)"
+        "--refresh-s",
+        type=float,
+        default=DhtConfig.refresh_interval,
+        help="--hour: bucket refresh interval (production %(default)g)",
     )
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")

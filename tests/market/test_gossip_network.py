@@ -60,32 +60,26 @@ async def test_fifty_peers_one_auction_each_worker_sees_the_rfq_once_and_bad_rfq
         mallory = net.peers[-1]
         await mallory.gossip.publish(topic, tampered(outcome.rfq.raw))
         await wait_until(lambda: totals("rfq_invalid_bad_signature") >= 1, limit=120)
-        fresh = Rfq.create(
-            client_peer.host.identity,
-            model=MODEL,
-            prompt_tokens=10,
-            completion_tokens=10,
-            max_prices=MAX,
-            bid_window_ms=100,
-            client_addr=client_peer.host.listen_address,
-            expires_ms=now_ms(client_peer.dht.clock) + 10_000,
-            rng=random.Random(3),
-        )
+
+        def client_rfq(expires_in_ms: int, seed: int) -> Rfq:
+            return Rfq.create(
+                client_peer.host.identity,
+                model=MODEL,
+                prompt_tokens=10,
+                completion_tokens=10,
+                max_prices=MAX,
+                bid_window_ms=100,
+                client_addr=client_peer.host.listen_address,
+                expires_ms=now_ms(client_peer.dht.clock) + expires_in_ms,
+                rng=random.Random(seed),
+            )
+
+        fresh = client_rfq(10_000, 3)
         await mallory.gossip.publish(topic, fresh.raw)
         await wait_until(lambda: totals("rfq_invalid_wrong_sender") >= 1, limit=120)
 
         # Expired: signed by the real client, but already past its expiry.
-        stale = Rfq.create(
-            client_peer.host.identity,
-            model=MODEL,
-            prompt_tokens=10,
-            completion_tokens=10,
-            max_prices=MAX,
-            bid_window_ms=100,
-            client_addr=client_peer.host.listen_address,
-            expires_ms=now_ms(client_peer.dht.clock) - 10_000,
-            rng=random.Random(4),
-        )
+        stale = client_rfq(-10_000, 4)
         await client_peer.gossip.publish(topic, stale.raw)
         await wait_until(lambda: totals("rfq_invalid_expired") >= 1, limit=120)
         await settle(net.peers)
