@@ -11,6 +11,8 @@ answers commands from the driver over a multiprocessing pipe, one at a time:
 - ``("lookup", local, target)`` times one lookup from peer ``local`` inside this process
   (so pipe latency is never part of a figure) and returns (seconds, queries, closest ids,
   new connections: Noise handshakes this process saw during the lookup, 0 for kademlia);
+- ``("cpu",)`` returns the CPU seconds this process has used (all its threads), so the
+  driver can put each side's CPU per lookup beside its latency;
 - ``("stop",)`` ends the worker.
 
 Right after start a worker sends the (id, address) of each of its peers. The pipe is read in a
@@ -83,6 +85,9 @@ async def _ours_main(pipe: Connection, count: int, seed: int) -> None:
             cmd = await trio.to_thread.run_sync(pipe.recv)
             if cmd[0] == "stop":
                 break
+            if cmd[0] == "cpu":
+                pipe.send(time.process_time())
+                continue
             if cmd[0] == "warm":
                 await _ours_warm(dhts, *cmd[1:])
                 _freeze_heap(count)
@@ -182,6 +187,9 @@ async def _theirs_main(pipe: Connection, ports: list[int]) -> None:
         cmd = await loop.run_in_executor(None, pipe.recv)
         if cmd[0] == "stop":
             break
+        if cmd[0] == "cpu":
+            pipe.send(time.process_time())
+            continue
         if cmd[0] == "warm":
             await _theirs_warm(servers, *cmd[1:])
             _freeze_heap(len(servers))
