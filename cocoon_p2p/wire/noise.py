@@ -107,17 +107,26 @@ def _dh(private: bytes, public: bytes) -> bytes:
     return _buffer(out)[:]
 
 
-_process_static: tuple[int, bytes] | None = None
+_process_static: bytes | None = None
 
 
 def process_static_private() -> bytes:
     """This process's Noise static key: random, made on first use, never stored on disk."""
     global _process_static
-    pid = os.getpid()
-    # Re-key after fork so parent and child never share a static key.
-    if _process_static is None or _process_static[0] != pid:
-        _process_static = (pid, os.urandom(DH_LEN))
-    return _process_static[1]
+    if _process_static is None:
+        _process_static = os.urandom(DH_LEN)
+    return _process_static
+
+
+def _forget_process_static() -> None:
+    global _process_static
+    _process_static = None
+
+
+# Re-key after fork so parent and child never share a static key. A hook rather than a pid
+# check on every handshake: os.getpid() is a system call, and a simulated swarm handshakes
+# millions of times.
+os.register_at_fork(after_in_child=_forget_process_static)
 
 
 def _check_key(name: str, key: bytes | None) -> None:

@@ -98,9 +98,25 @@ def _frame(data: bytes) -> bytes:
     return _U16.pack(len(data)) + data
 
 
+#: Identity payloads already signed, by (identity key, Noise static key). The static key is
+#: the process's own (noise.process_static_private), so each identity signs it once rather
+#: than once per handshake; ed25519 signatures are deterministic, so a cached payload is
+#: byte for byte the one a fresh signature would give. A simulated swarm runs thousands of
+#: identities in one process, hence the bound.
+_payloads: dict[tuple[bytes, bytes], bytes] = {}
+_PAYLOADS_MAX = 16384
+
+
 def identity_payload(identity: Identity, noise_static_public: bytes) -> bytes:
-    signature = identity.sign(IDENTITY_DOMAIN + noise_static_public)
-    return codec.pack({"v": 1, "key": identity.public_key, "sig": signature})
+    slot = (identity.public_key, noise_static_public)
+    payload = _payloads.get(slot)
+    if payload is None:
+        signature = identity.sign(IDENTITY_DOMAIN + noise_static_public)
+        payload = codec.pack({"v": 1, "key": identity.public_key, "sig": signature})
+        if len(_payloads) >= _PAYLOADS_MAX:
+            _payloads.clear()  # a bound, not an LRU: a forgotten payload is just signed again
+        _payloads[slot] = payload
+    return payload
 
 
 def verify_identity_payload(payload: bytes, noise_static_public: bytes) -> bytes:

@@ -273,6 +273,24 @@ def test_default_static_key_is_per_process() -> None:
     assert b_recv.decrypt_with_ad(b"", a_send.encrypt_with_ad(b"", b"same key")) == b"same key"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_its_own_static_key() -> None:
+    parent = process_static_private()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its key and leave without running pytest's teardown
+        try:
+            os.write(write, process_static_private())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 32 and child != parent
+    assert process_static_private() == parent
+
+
 def test_split_directions_pair_up() -> None:
     (init_send, init_recv), (resp_send, resp_recv) = _completed_ciphers()
     assert resp_recv.decrypt_with_ad(b"", init_send.encrypt_with_ad(b"", b"to responder")) == b"to responder"

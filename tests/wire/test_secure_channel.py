@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from functools import partial
 
 import pytest
 import trio
@@ -156,3 +157,24 @@ async def test_the_no_wait_receive_path_reassembles_big_messages_and_sees_a_clea
     await sender.stream.aclose()
     with pytest.raises(trio.EndOfChannel):
         await receiver.receive_message()
+
+
+async def test_an_identity_signs_the_process_static_key_once_for_many_handshakes(monkeypatch) -> None:
+    from cocoon_p2p.wire import secure
+
+    identity = Identity.generate()
+    signed: list[bytes] = []
+    sign = identity.sign
+    monkeypatch.setattr(identity, "sign", lambda message: signed.append(message) or sign(message))
+    for _ in range(3):
+        left, right = socket.socketpair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(secure_stream, TcpSocketStream(right), Identity.generate(), initiator=False))
+            dialer = await secure_stream(TcpSocketStream(left), identity, initiator=True)
+        await dialer.aclose()
+    assert len(signed) == 1
+    # The cached payload is what a fresh signature gives, and it still proves the binding.
+    static = signed[0][len(secure.IDENTITY_DOMAIN) :]
+    fresh = secure.codec.pack({"v": 1, "key": identity.public_key, "sig": sign(signed[0])})
+    assert secure.identity_payload(identity, static) == fresh
+    assert secure.verify_identity_payload(fresh, static) == identity.public_key
