@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from functools import partial
 
 import pytest
 import trio
@@ -15,9 +14,17 @@ import trio.testing
 from cocoon_p2p.errors import DecryptError, LimitExceeded, ProtocolError
 from cocoon_p2p.identity import Identity
 from cocoon_p2p.net.socket_stream import TcpSocketStream
+from cocoon_p2p.wire import codec
 from cocoon_p2p.wire.limits import MAX_FRAME_PLAINTEXT
 from cocoon_p2p.wire.noise import MAX_NONCE, CipherState, ffi_pointer
-from cocoon_p2p.wire.secure import THREAD_CRYPTO_MIN, SecureChannel, secure_stream
+from cocoon_p2p.wire.secure import (
+    IDENTITY_DOMAIN,
+    THREAD_CRYPTO_MIN,
+    SecureChannel,
+    identity_payload,
+    secure_stream,
+    verify_identity_payload,
+)
 
 
 async def _channels() -> tuple[SecureChannel, SecureChannel]:
@@ -159,22 +166,28 @@ async def test_the_no_wait_receive_path_reassembles_big_messages_and_sees_a_clea
         await receiver.receive_message()
 
 
-async def test_an_identity_signs_the_process_static_key_once_for_many_handshakes(monkeypatch) -> None:
-    from cocoon_p2p.wire import secure
-
+async def test_an_identity_signs_the_process_static_key_once_for_many_handshakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     identity = Identity.generate()
     signed: list[bytes] = []
     sign = identity.sign
     monkeypatch.setattr(identity, "sign", lambda message: signed.append(message) or sign(message))
     for _ in range(3):
         left, right = socket.socketpair()
+        accepted: list[SecureChannel] = []
+
+        async def accept(sock: socket.socket = right, box: list[SecureChannel] = accepted) -> None:
+            box.append(await secure_stream(TcpSocketStream(sock), Identity.generate(), initiator=False))
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(secure_stream, TcpSocketStream(right), Identity.generate(), initiator=False))
+            nursery.start_soon(accept)
             dialer = await secure_stream(TcpSocketStream(left), identity, initiator=True)
         await dialer.aclose()
+        await accepted[0].aclose()
     assert len(signed) == 1
     # The cached payload is what a fresh signature gives, and it still proves the binding.
-    static = signed[0][len(secure.IDENTITY_DOMAIN) :]
-    fresh = secure.codec.pack({"v": 1, "key": identity.public_key, "sig": sign(signed[0])})
-    assert secure.identity_payload(identity, static) == fresh
-    assert secure.verify_identity_payload(fresh, static) == identity.public_key
+    static = signed[0][len(IDENTITY_DOMAIN) :]
+    fresh = codec.pack({"v": 1, "key": identity.public_key, "sig": sign(signed[0])})
+    assert identity_payload(identity, static) == fresh
+    assert verify_identity_payload(fresh, static) == identity.public_key
