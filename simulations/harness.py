@@ -63,32 +63,7 @@ class Seeds:
 
     def identity(self, name: str | int) -> Identity:
         """Key material from the seed: fine for simulations, never for real peers."""
-        return SimIdentity(self.digest(f"identity:{name}"))
-
-
-class SimIdentity(Identity):
-    """A seed-derived identity that remembers its last few signatures.
-
-    Every Noise handshake signs the same payload (the identity bound to the process's
-    static key), so a peer under churn signs it thousands of times. Ed25519 signatures
-    are deterministic (RFC 8032), so a remembered one is byte-identical to a fresh one:
-    the wire sees exactly what it would, the CPU does the work once.
-    """
-
-    _KEEP = 4
-
-    def __init__(self, seed: bytes) -> None:
-        super().__init__(seed)
-        self._signed: dict[bytes, bytes] = {}
-
-    def sign(self, message: bytes) -> bytes:
-        signature = self._signed.get(message)
-        if signature is None:
-            signature = super().sign(message)
-            if len(self._signed) >= self._KEEP:
-                self._signed.clear()
-            self._signed[message] = signature
-        return signature
+        return Identity(self.digest(f"identity:{name}"))
 
 
 # --- progress ---------------------------------------------------------------------
